@@ -57,7 +57,7 @@ class WorkingCalendar:
                              + ", ".join(d.isoformat() for d in sorted(both)))
         for name, value in (("day_start", day_start), ("day_end", day_end)):
             if value.tzinfo is not None:
-                raise ValueError(f"{name} must be a wall-clock time without tzinfo; the calendar sets the zone")
+                raise ValueError(f"{name} must be a plain wall-clock time: the calendar sets the zone")
         if not day_start < day_end:
             raise ValueError(f"working hours must start before they end: {day_start:%H:%M}–{day_end:%H:%M}")
         self.day_start = day_start

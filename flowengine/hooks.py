@@ -45,7 +45,7 @@ class InstanceLookup(Protocol):
              status: str | None = None) -> Sequence[InstanceView]: ...
 
 
-@dataclass
+@dataclass(kw_only=True)
 class HookContext:
     """What every hook sees. `data` is the instance data with the payload already merged."""
 
@@ -73,7 +73,7 @@ class HookContext:
         return self.now.astimezone(self.tz).date()
 
 
-@dataclass
+@dataclass(kw_only=True)
 class GuardContext(HookContext):
     def refuse(self, reason: str) -> Refusal:
         return Refusal(reason)
@@ -96,11 +96,11 @@ class Outbox:
         self.messages.append(Message(topic, to_json_native(payload, self.tz)))
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ActionContext(HookContext):
     """An action may change `data` (validated against the schema afterwards) and add outbox messages."""
 
-    data: MutableMapping[str, Any] = field(default_factory=dict)
+    data: MutableMapping[str, Any]
     target: str = ""
     outbox: Outbox = field(default_factory=lambda: Outbox(ZoneInfo("UTC")))
 
