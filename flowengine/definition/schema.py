@@ -385,6 +385,7 @@ class TimerSpec(Model):
     at: str | None = None
     offset: Duration | None = None
     fire: Id | None = None
+    payload: dict[str, Any] = {}  # with `fire`: the event's payload (e.g. a cancel reason)
     escalate: list[Action] | None = None
     repeat: Duration | None = None
     tag: Literal["source", "decided"] | None = None
@@ -398,6 +399,8 @@ class TimerSpec(Model):
             raise ValueError("'offset' goes with 'at'")
         if (self.fire is None) == (self.escalate is None):
             raise ValueError("a timer needs exactly one of 'fire' (an event) or 'escalate' (actions)")
+        if self.payload and self.fire is None:
+            raise ValueError("'payload' goes with 'fire'")
         if self.repeat is not None and self.escalate is None:
             raise ValueError("'repeat' goes with 'escalate'")
         for d in (self.after, self.offset, self.repeat):

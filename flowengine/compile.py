@@ -1,0 +1,283 @@
+"""Definition + hooks → `CompiledProcess`: lookup tables and condition closures, built once per version.
+
+The only importer of `transitions`: a `Machine` (no model, auto-transitions off) is built once per
+process version to validate the graph and answer "which events does this state take"; instances
+never get a machine of their own, so starting or firing builds nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from transitions import Machine
+
+from flowengine.datatypes import Invalid, coerce, is_empty, typed
+from flowengine.definition.graph import expand_sources, final_states
+from flowengine.definition.loader import Definition
+from flowengine.definition.schema import Condition, FieldSpec, TimerSpec, Value
+from flowengine.errors import DefinitionError, Problem
+from flowengine.hooks import GuardContext, HookRegistry, Refusal
+
+Evaluator = Callable[[GuardContext], "bool | Refusal"]
+IMPLICIT = {"reason": FieldSpec(type="text")}
+CANCEL_EVENT = "cancel"
+CANCELLED_STATE = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRow:
+    index: int
+    id: str | None
+    source: str
+    event: str
+    target: str
+    self_loop: bool
+    roles: frozenset[str]
+    if_: Evaluator | None
+    if_text: str | None
+    guards: tuple[tuple[str, Evaluator], ...]
+    spec_index: int  # position in the definition's transitions
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadRule:
+    required: frozenset[str]
+    allowed: Mapping[str, FieldSpec]
+
+
+@dataclass
+class CompiledProcess:
+    definition: Definition
+    version: int
+    hooks: HookRegistry
+    tz: ZoneInfo
+    fields: dict[str, FieldSpec]
+    start_required: frozenset[str]
+    start_fields: dict[str, FieldSpec]
+    rows: dict[tuple[str, str], tuple[CompiledRow, ...]]
+    payloads: dict[tuple[str, str], PayloadRule]
+    events_by_state: dict[str, tuple[str, ...]]
+    scopes: dict[str, frozenset[str]]  # state → timer ids whose scope holds it
+    finals: frozenset[str]
+    conditions: dict[str, Evaluator] = field(default_factory=dict)
+    whens: dict[int, Evaluator] = field(default_factory=dict)  # id(action) → its compiled `when`
+    machine: Any = None
+
+    @property
+    def spec(self) -> Any:
+        return self.definition.spec
+
+    @property
+    def process_id(self) -> str:
+        return self.definition.spec.process
+
+    def status_of(self, state: str) -> str:
+        if state not in self.finals:
+            return "running"
+        return "cancelled" if state == CANCELLED_STATE else "completed"
+
+    def timer(self, timer_id: str) -> TimerSpec:
+        spec: TimerSpec = self.definition.spec.timers[timer_id]
+        return spec
+
+    def roles_for(self, state: str, event: str) -> frozenset[str]:
+        out: set[str] = set()
+        for row in self.rows.get((state, event), ()):
+            out |= row.roles
+        return frozenset(out)
+
+    def allowed_events(self, state: str, roles: frozenset[str] | None = None) -> tuple[str, ...]:
+        events = self.events_by_state.get(state, ())
+        if roles is None:
+            return events
+        return tuple(e for e in events if self.roles_for(state, e) & roles)
+
+
+class _Compiler:
+    def __init__(self, definition: Definition, hooks: HookRegistry) -> None:
+        self.definition, self.spec, self.hooks = definition, definition.spec, hooks
+        self.tz = ZoneInfo(self.spec.timezone)
+        self.fields: dict[str, FieldSpec] = {**IMPLICIT, **self.spec.data}
+        self.named: dict[str, Evaluator] = {}
+        self.compiling: set[str] = set()
+        self.problems: list[Problem] = []
+
+    def fail(self, message: str) -> None:
+        self.problems.append(Problem(self.definition.file, 1, 1, "", message))
+
+    def expand_roles(self, roles: list[str]) -> frozenset[str]:
+        out: set[str] = set()
+        for r in roles:
+            out.update(self.spec.role_groups.get(r, [r]))
+        return frozenset(out)
+
+    def condition(self, cond: Condition) -> Evaluator:
+        if cond.ref is not None:
+            return self.reference(cond.ref)
+        if cond.all_ is not None:
+            parts = [self.condition(c) for c in cond.all_]
+
+            def all_(ctx: GuardContext) -> bool | Refusal:
+                for p in parts:
+                    result = p(ctx)
+                    if not result:
+                        return result
+                return True
+            return all_
+        if cond.any_ is not None:
+            options = [self.condition(c) for c in cond.any_]
+            return lambda ctx: any(o(ctx) for o in options)
+        if cond.not_ is not None:
+            inner = self.condition(cond.not_)
+            return lambda ctx: not inner(ctx)
+        return self.comparison(cond)
+
+    def reference(self, name: str) -> Evaluator:
+        if name in self.spec.conditions:
+            if name in self.named:
+                return self.named[name]
+            if name in self.compiling:
+                self.fail(f"condition '{name}' refers to itself")
+                return lambda ctx: False
+            self.compiling.add(name)
+            evaluator = self.condition(self.spec.conditions[name])
+            self.named[name] = evaluator
+            return evaluator
+        try:
+            hook = self.hooks.predicate(name)
+        except KeyError:
+            self.fail(f"guard or condition '{name}' is not registered")
+            return lambda ctx: False
+        return hook
+
+    def operand(self, value: Value, fspec: FieldSpec | None) -> Callable[[GuardContext], Any]:
+        if value.field is not None:
+            name, offset = value.field, value.offset
+            if offset:
+                from flowengine.durations import parse_duration
+
+                duration = parse_duration(offset)
+
+                def shifted(ctx: GuardContext) -> Any:
+                    base = ctx.value(name)
+                    return None if base is None or ctx.calendar is None else duration.apply(base, ctx.calendar)
+                return shifted
+            return lambda ctx: ctx.value(name)
+        if value.param is not None:
+            raw = self.spec.parameters.get(value.param)
+            const = self.typed_const(raw, fspec)
+            return lambda ctx: const
+        if value.condition is not None:
+            evaluator = self.reference(value.condition)
+            return lambda ctx: bool(evaluator(ctx))
+        if value.now:
+            return lambda ctx: ctx.now
+        if value.actor:
+            return lambda ctx: ctx.actor.id
+        const = self.typed_const(value.const, fspec)
+        return lambda ctx: const
+
+    def typed_const(self, raw: Any, fspec: FieldSpec | None) -> Any:
+        if fspec is None or raw is None:
+            return raw
+        try:
+            return typed(fspec, coerce(fspec, raw, self.tz, "constant"), self.tz)
+        except Invalid as exc:
+            self.fail(str(exc))
+            return raw
+
+    def comparison(self, cond: Condition) -> Evaluator:
+        name = cond.field
+        assert name is not None
+        fspec = self.fields.get(name)
+        op = cond.op
+        if op in ("set", "empty"):
+            want = bool(cond.set_) if op == "set" else not bool(cond.empty)
+            return lambda ctx: (not is_empty(ctx.data.get(name))) == want
+        if op in ("in", "not_in"):
+            values = frozenset(cond.in_ if op == "in" else (cond.not_in or []))
+            inside = op == "in"
+            return lambda ctx: (ctx.data.get(name) in values) == inside
+        operand = self.operand(getattr(cond, op or ""), fspec)
+        compare: Callable[[Any, Any], bool] = {
+            "eq": lambda a, b: a == b, "ne": lambda a, b: a != b, "lt": lambda a, b: a < b,
+            "le": lambda a, b: a <= b, "gt": lambda a, b: a > b, "ge": lambda a, b: a >= b}[op or "eq"]
+        ordered = op in ("lt", "le", "gt", "ge")
+
+        def test(ctx: GuardContext) -> bool:
+            left, right = ctx.value(name), operand(ctx)
+            if ordered and (left is None or right is None):
+                return False
+            try:
+                return compare(left, right)
+            except TypeError:
+                return False
+        return test
+
+    def build(self, version: int) -> CompiledProcess:
+        spec = self.spec
+        finals = frozenset(final_states(spec))
+        rows: dict[tuple[str, str], list[CompiledRow]] = {}
+        payloads: dict[tuple[str, str], PayloadRule] = {}
+        machine_transitions: list[dict[str, Any]] = []
+        for index, t in enumerate(spec.transitions):
+            if_ = self.condition(t.if_) if t.if_ is not None else None
+            guards = tuple((g.describe(), self.condition(g)) for g in t.guard)
+            payload = t.payload if t.payload is not None else spec.events[t.event].payload
+            rule = PayloadRule(frozenset(n for n, r in payload.items() if r == "required"),
+                               {n: self.fields[n] for n in payload if n in self.fields})
+            for source in expand_sources(spec, t.from_):
+                target = t.to if t.to is not None else source
+                row = CompiledRow(index, t.id, source, t.event, target, target == source and t.to in (None, source),
+                                  self.expand_roles(t.roles), if_, t.if_.describe() if t.if_ else None, guards, index)
+                key = (source, t.event)
+                rows.setdefault(key, []).append(row)
+                if key in payloads and payloads[key] != rule:
+                    self.fail(f"transitions from '{source}' on '{t.event}' declare different payloads")
+                payloads[key] = rule
+                machine_transitions.append({"trigger": t.event, "source": source,
+                                            "dest": None if row.self_loop else target})
+        for sid, state in spec.states.items():
+            # An outcome event's payload is what the call copies back from the child (§1.1).
+            for outcome in (state.call.outcomes.values() if state.call else ()):
+                key = (sid, outcome.event)
+                if key in payloads and outcome.copy_:
+                    old = payloads[key]
+                    extra = {n: self.fields[n] for n in outcome.copy_ if n in self.fields}
+                    payloads[key] = PayloadRule(old.required, {**old.allowed, **extra})
+        machine = Machine(model=None, states=list(spec.states), transitions=machine_transitions,
+                          initial=spec.initial, auto_transitions=False, ignore_invalid_triggers=False)
+        events_by_state = {s: tuple(machine.get_triggers(s)) for s in spec.states}
+        scopes: dict[str, set[str]] = {s: set() for s in spec.states}
+        for tid, timer in spec.timers.items():
+            for s in timer.scope:
+                scopes.setdefault(s, set()).add(tid)
+        for name in spec.conditions:
+            self.reference(name)
+        all_actions = [*spec.on_start, *(a for t in spec.transitions for a in t.actions),
+                       *(a for tm in spec.timers.values() for a in (tm.escalate or ()))]
+        whens = {id(a): self.condition(a.when) for a in all_actions if a.when is not None}
+        for action_name in {a.run for t in spec.transitions for a in t.actions if a.run} | \
+                {a.run for a in spec.on_start if a.run} | \
+                {a.run for tm in spec.timers.values() for a in (tm.escalate or ()) if a.run}:
+            try:
+                self.hooks.action_fn(action_name)
+            except KeyError:
+                self.fail(f"action '{action_name}' is not registered")
+        if self.problems:
+            raise DefinitionError(self.problems)
+        start_fields = {n: f for n, f in spec.data.items() if f.start is not None}
+        return CompiledProcess(
+            definition=self.definition, version=version, hooks=self.hooks, tz=self.tz, fields=self.fields,
+            start_required=frozenset(n for n, f in start_fields.items() if f.start == "required"),
+            start_fields=start_fields, rows={k: tuple(v) for k, v in rows.items()}, payloads=payloads,
+            events_by_state=events_by_state, scopes={k: frozenset(v) for k, v in scopes.items()},
+            finals=finals, conditions=self.named, whens=whens, machine=machine)
+
+
+def compile_process(definition: Definition, hooks: HookRegistry, version: int) -> CompiledProcess:
+    """Compile once; the engine caches the result per (process, version)."""
+    return _Compiler(definition, hooks).build(version)

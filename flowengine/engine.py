@@ -1,0 +1,376 @@
+"""`Engine`: the facade. Loads definitions, pins versions, and runs every advance as one transaction.
+
+A fire: read the instance, check revision and idempotency key, `decide` (pure), then write the
+instance with the optimistic lock, history, timers, outbox, started children and hand-offs, and a
+finished child's outcome on its parent, all in the same transaction. Side effects leave through the
+outbox after commit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection
+from sqlalchemy import Engine as SAEngine
+
+from flowengine.calendar import WorkingCalendar
+from flowengine.clock import Clock, SystemClock
+from flowengine.compile import CANCEL_EVENT, CANCELLED_STATE, CompiledProcess, compile_process
+from flowengine.definition.loader import Definition, definition_from_json, load_directory
+from flowengine.errors import (ConcurrencyConflict, FlowEngineError, InstanceExists, UnknownInstance,
+                               UnknownProcess)
+from flowengine.hooks import HookRegistry
+from flowengine.results import SYSTEM, Actor, HistoryEntry, Instance, InstanceView, Status, Step
+from flowengine.runtime import Decision, Snapshot, decide, decide_start
+from flowengine.store import repository as repo
+from flowengine.store.database import make_engine, store_errors, upgrade
+
+T = TypeVar("T")
+ANONYMOUS = Actor("anonymous")
+
+
+class _Services:
+    """What the pure runtime needs from outside, bound to the current transaction."""
+
+    def __init__(self, conn: Connection, calendar: WorkingCalendar) -> None:
+        self.conn, self.calendar = conn, calendar
+        self.instances = self
+
+    def next_number(self, prefix: str, year: int, *, gap_free: bool) -> int:
+        # One counter row per prefix and year, updated in the transaction: gap-free for every form.
+        return repo.next_number(self.conn, prefix, year)
+
+    def find(self, process: str, *, states: Sequence[str] | None = None,
+             status: str | None = None) -> Sequence[InstanceView]:
+        return repo.find_views(self.conn, process, states, status)
+
+
+class Engine:
+    """Run processes defined in YAML against a database.
+
+        engine = Engine("sqlite:///flow.db", processes="processes/")
+        ticket = engine.start("remote_service", data={...}, actor=Actor("li", {"service_clerk"}))
+        step = engine.fire(ticket.id, "assign_engineer", data={"engineer": "eng-li"}, actor=clerk)
+    """
+
+    def __init__(self, db: str | SAEngine = "sqlite:///flowengine.db", *,
+                 processes: str | Path | Mapping[str, Definition] | None = "processes",
+                 hooks: HookRegistry | Sequence[HookRegistry] | None = None, clock: Clock | None = None,
+                 calendar: WorkingCalendar | None = None, migrate: bool = True) -> None:
+        if hooks is None:
+            from flowengine.shipped import hooks as shipped
+
+            hooks = shipped
+        self.hooks = hooks if isinstance(hooks, HookRegistry) else HookRegistry.merge(*hooks)
+        self.clock: Clock = clock or SystemClock()
+        self.calendar = calendar or WorkingCalendar()
+        self.db = db if isinstance(db, SAEngine) else make_engine(db)
+        if migrate:
+            upgrade(self.db)
+        if processes is None:
+            definitions: Mapping[str, Definition] = {}
+        elif isinstance(processes, str | Path):
+            definitions = load_directory(Path(processes), hooks=self.hooks.names())
+        else:
+            definitions = processes
+        self._compiled: dict[tuple[str, int], CompiledProcess] = {}
+        self._current: dict[str, CompiledProcess] = {}
+        self._register(definitions)
+
+    @classmethod
+    def open(cls, db: str | SAEngine = "sqlite:///flowengine.db", **options: Any) -> Engine:
+        """Same as the constructor; reads well at call sites: `Engine.open(url, processes=...)`."""
+        return cls(db, **options)
+
+    # -- definitions --------------------------------------------------------------------------
+    def _register(self, definitions: Mapping[str, Definition]) -> None:
+        now = self.clock.now()
+        for pid, definition in sorted(definitions.items()):
+            def register(conn: Connection, d: Definition = definition) -> int:
+                version = repo.definition_version(conn, d.process_id, d.content_hash)
+                if version is None:
+                    version = repo.add_definition(conn, d.process_id, d.content_hash, d.source, d.canonical_json(),
+                                                  now)
+                return version
+            version = self._retrying(register, "registering definitions")
+            compiled = compile_process(definition, self.hooks, version)
+            self._compiled[(pid, version)] = compiled
+            self._current[pid] = compiled
+
+    def _retrying(self, fn: Callable[[Connection], T], action: str) -> T:
+        # Two engines registering the same new version race on the unique hash; the loser re-reads.
+        from sqlalchemy.exc import IntegrityError
+
+        for attempt in range(3):
+            try:
+                return self._write(fn, action)
+            except FlowEngineError as exc:
+                if attempt == 2 or not isinstance(exc.__cause__, IntegrityError):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @property
+    def processes(self) -> Mapping[str, CompiledProcess]:
+        """The current version of every loaded process (what new instances use)."""
+        return dict(self._current)
+
+    def compiled(self, process_id: str, version: int | None = None) -> CompiledProcess:
+        if version is None:
+            try:
+                return self._current[process_id]
+            except KeyError:
+                raise UnknownProcess(process_id, list(self._current)) from None
+        key = (process_id, version)
+        if key not in self._compiled:
+            found = self._read(lambda c: repo.load_definition(c, process_id, version), "loading a definition")
+            if found is None:
+                raise UnknownProcess(process_id, list(self._current), version)
+            self._compiled[key] = compile_process(definition_from_json(found[0], found[1]), self.hooks, version)
+        return self._compiled[key]
+
+    # -- transactions -------------------------------------------------------------------------
+    def _write(self, fn: Callable[[Connection], T], action: str) -> T:
+        with store_errors(action), self.db.connect() as conn:
+            conn = conn.execution_options(flowengine_write=True)
+            with conn.begin():
+                return fn(conn)
+
+    def _read(self, fn: Callable[[Connection], T], action: str) -> T:
+        with store_errors(action), self.db.connect() as conn:
+            conn = conn.execution_options(flowengine_write=False)
+            with conn.begin():
+                return fn(conn)
+
+    # -- start ----------------------------------------------------------------------------------
+    def start(self, process_id: str, *, data: Mapping[str, Any] | None = None, actor: Actor | None = None,
+              instance_id: str | None = None, now: dt.datetime | None = None) -> Instance:
+        """Start an instance of the current version of `process_id`; `instance_id` names it (business key)."""
+        compiled = self.compiled(process_id)
+        when = now or self.clock.now()
+        who = actor or ANONYMOUS
+        snap = self._write(lambda conn: self._start_in(conn, compiled, dict(data or {}), who, when,
+                                                        instance_id=instance_id), f"starting {process_id}")
+        return self._instance(compiled, snap, when)
+
+    def _start_in(self, conn: Connection, compiled: CompiledProcess, data: dict[str, Any], actor: Actor,
+                  now: dt.datetime, *, instance_id: str | None = None, parent_id: str | None = None,
+                  origin_id: str | None = None, system: bool = False) -> Snapshot:
+        snap = Snapshot(instance_id or _new_id(), compiled.process_id, compiled.version, compiled.spec.initial,
+                        "running", {}, 1, parent_id, actor.id, now)
+        decision = decide_start(compiled, snap, data, actor, now, _Services(conn, self.calendar),
+                                check_role=not system)
+        snap = replace(snap, data=decision.data, status=decision.status)
+        while not repo.insert_instance(conn, snap, now, origin_id):
+            if instance_id is not None:
+                raise InstanceExists(instance_id)
+            snap = replace(snap, id=_new_id())
+        started = self._spawn(conn, compiled, snap, decision, now)
+        details = {k: v for k, v in (("parent", parent_id), ("origin", origin_id), ("started", started)) if v}
+        repo.insert_history(conn, snap.id, 1, "start", None, snap.state, actor, decision.payload, now, "start", details)
+        repo.schedule_timers(conn, snap.id, decision.schedule, now)
+        repo.insert_outbox(conn, snap.id, 1, ((m.topic, m.payload) for m in decision.messages), now)
+        return snap
+
+    def _spawn(self, conn: Connection, compiled: CompiledProcess, snap: Snapshot, decision: Decision,
+               now: dt.datetime) -> list[str]:
+        """Start the call state's child and any hand-offs, as `system`, in this transaction."""
+        started = []
+        if decision.call is not None:
+            child = self.compiled(decision.call.process)
+            started.append(self._start_in(conn, child, decision.call.data, SYSTEM, now, parent_id=snap.id,
+                                          system=True).id)
+        for plan in decision.handoffs:
+            other = self.compiled(plan.process)
+            started.append(self._start_in(conn, other, plan.data, SYSTEM, now, origin_id=snap.id, system=True).id)
+        return started
+
+    # -- fire -----------------------------------------------------------------------------------
+    def fire(self, instance_id: str, event: str, *, data: Mapping[str, Any] | None = None,
+             actor: Actor | None = None, expected_revision: int | None = None,
+             idempotency_key: str | None = None, now: dt.datetime | None = None) -> Step:
+        """Fire `event` on an instance in one transaction; refusals raise and leave it unchanged."""
+        when = now or self.clock.now()
+        who = actor or ANONYMOUS
+        payload = dict(data or {})
+
+        def run(conn: Connection) -> Step:
+            return self._fire_in(conn, instance_id, event, payload, who, when, expected_revision=expected_revision,
+                                 idempotency_key=idempotency_key)
+        try:
+            return self._write(run, f"firing {event} on {instance_id}")
+        except ConcurrencyConflict:
+            if idempotency_key is None:
+                raise
+            # A concurrent retry with the same key may have won: then its result is ours.
+            replay = self._read(lambda c: self._replay(c, instance_id, idempotency_key), "reading a result")
+            if replay is None:
+                raise
+            return replay
+
+    def _replay(self, conn: Connection, instance_id: str, key: str) -> Step | None:
+        seq = repo.idempotent_seq(conn, instance_id, key)
+        if seq is None:
+            return None
+        entry = repo.history_entry(conn, instance_id, seq)
+        snap = repo.get_snapshot(conn, instance_id)
+        assert entry is not None and snap is not None
+        compiled = self.compiled(snap.process, snap.version)
+        return Step(instance_id, entry.event, entry.source or "", entry.target, seq, seq,
+                    entry.details.get("transition"), (), self._instance(compiled, snap, entry.at),
+                    tuple(entry.details.get("started", ())), replayed=True)
+
+    def _fire_in(self, conn: Connection, instance_id: str, event: str, payload: dict[str, Any], actor: Actor,
+                 now: dt.datetime, *, expected_revision: int | None = None, idempotency_key: str | None = None,
+                 kind: str = "fire", details: Mapping[str, Any] | None = None) -> Step:
+        if idempotency_key is not None:
+            replay = self._replay(conn, instance_id, idempotency_key)
+            if replay is not None:
+                return replay
+        snap = repo.get_snapshot(conn, instance_id)
+        if snap is None:
+            raise UnknownInstance(instance_id)
+        if expected_revision is not None and snap.revision != expected_revision:
+            raise ConcurrencyConflict(instance_id, expected_revision, snap.revision)
+        compiled = self.compiled(snap.process, snap.version)
+        decision = decide(compiled, snap, event, payload, actor, now, _Services(conn, self.calendar))
+        step = self._apply(conn, compiled, snap, decision, actor, now, kind, details or {})
+        if idempotency_key is not None:
+            repo.remember_key(conn, instance_id, idempotency_key, step.seq)
+        return step
+
+    def _apply(self, conn: Connection, compiled: CompiledProcess, snap: Snapshot, decision: Decision, actor: Actor,
+               now: dt.datetime, kind: str, details: Mapping[str, Any]) -> Step:
+        seq = snap.revision + 1
+        new = replace(snap, state=decision.target, status=decision.status, data=decision.data, revision=seq)
+        if not repo.update_instance(conn, new, snap.revision, now):
+            raise ConcurrencyConflict(snap.id, snap.revision, repo.current_revision(conn, snap.id))
+        started = self._spawn(conn, compiled, new, decision, now)
+        row = decision.row
+        info: dict[str, Any] = {**details}
+        if row is not None and row.id:
+            info["transition"] = row.id
+        if decision.guards:
+            info["guards"] = [{"name": g.name, "passed": g.passed} for g in decision.guards]
+        if started:
+            info["started"] = started
+        repo.insert_history(conn, snap.id, seq, decision.event, decision.source, decision.target, actor,
+                            decision.payload, now, kind, info)
+        if decision.status != "running":
+            repo.cancel_timers(conn, snap.id, None, now)
+        else:
+            repo.cancel_timers(conn, snap.id, decision.cancel_timers, now)
+            repo.schedule_timers(conn, snap.id, decision.schedule, now)
+        repo.insert_outbox(conn, snap.id, seq, ((m.topic, m.payload) for m in decision.messages), now)
+        if decision.status == Status.CANCELLED.value:
+            for child_id in repo.children(conn, snap.id, running_only=True):
+                self._cascade_cancel(conn, child_id, decision.data.get("reason"), now)
+        elif decision.status != "running" and snap.parent_id is not None and kind != "cascade":
+            self._outcome(conn, snap.parent_id, new, now)
+        return Step(snap.id, decision.event, decision.source or "", decision.target, seq, seq,
+                    row.id if row else None, tuple(decision.guards), self._instance(compiled, new, now),
+                    tuple(started))
+
+    def _cascade_cancel(self, conn: Connection, instance_id: str, reason: Any, now: dt.datetime) -> None:
+        """A cancelled parent cancels its running child as `system`, whatever the child's cancel row says."""
+        snap = repo.get_snapshot(conn, instance_id)
+        if snap is None or snap.status != "running":
+            return
+        compiled = self.compiled(snap.process, snap.version)
+        data = {**snap.data, "reason": reason} if reason is not None else dict(snap.data)
+        decision = Decision(CANCEL_EVENT, snap.state, CANCELLED_STATE, compiled.status_of(CANCELLED_STATE), data,
+                            {"reason": reason} if reason is not None else {})
+        self._apply(conn, compiled, snap, decision, SYSTEM, now, "cascade", {"parent": snap.parent_id})
+
+    def _outcome(self, conn: Connection, parent_id: str, child: Snapshot, now: dt.datetime) -> None:
+        """A finished child fires its parent's outcome event, in the same transaction as its last step."""
+        parent = repo.get_snapshot(conn, parent_id)
+        if parent is None or parent.status != "running":
+            return
+        compiled = self.compiled(parent.process, parent.version)
+        call = compiled.spec.states[parent.state].call
+        if call is None or call.process != child.process:
+            return
+        outcome = call.outcomes.get(child.state)
+        if outcome is None:
+            return
+        payload = {p: child.data[c] for p, c in outcome.copy_.items() if child.data.get(c) is not None}
+        self._fire_in(conn, parent_id, outcome.event, payload, SYSTEM, now, kind="outcome",
+                      details={"child": child.id, "child_state": child.state})
+
+    # -- reads ----------------------------------------------------------------------------------
+    def _instance(self, compiled: CompiledProcess, snap: Snapshot, updated_at: dt.datetime,
+                  conn: Connection | None = None) -> Instance:
+        timers: tuple[Any, ...] = ()
+        kids: tuple[str, ...] = ()
+        if conn is not None:
+            kinds = {tid: (("fire", t.fire) if t.fire else ("escalate", None))
+                     for tid, t in compiled.spec.timers.items()}
+            timers = repo.timer_infos(conn, snap.id, kinds)
+            kids = tuple(repo.children(conn, snap.id)) + tuple(repo.handoffs(conn, snap.id))
+        return Instance(snap.id, snap.process, snap.version, snap.state, snap.status, snap.data, snap.revision,
+                        snap.created_at or updated_at, updated_at, snap.parent_id,
+                        compiled.allowed_events(snap.state) if snap.status == "running" else (), timers, kids)
+
+    def get(self, instance_id: str) -> Instance:
+        def read(conn: Connection) -> Instance:
+            snap = repo.get_snapshot(conn, instance_id)
+            if snap is None:
+                raise UnknownInstance(instance_id)
+            times = repo.instance_times(conn, instance_id)
+            assert times is not None
+            return self._instance(self.compiled(snap.process, snap.version), snap, times[1], conn)
+        return self._read(read, f"reading {instance_id}")
+
+    def list(self, *, process: str | None = None, state: str | None = None, status: str | None = None,
+             overdue: bool = False, limit: int | None = None, offset: int = 0,
+             now: dt.datetime | None = None) -> Sequence[Instance]:
+        """Instances, oldest first; `overdue` keeps those with a pending timer already due."""
+        when = (now or self.clock.now()) if overdue else None
+
+        def read(conn: Connection) -> list[Instance]:
+            rows = repo.list_rows(conn, process=process, state=state, status=status, overdue_at=when, limit=limit,
+                                  offset=offset)
+            return [self._instance(self.compiled(r[1], r[2]), repo.snapshot_of(r), r[10]) for r in rows]
+        return self._read(read, "listing instances")
+
+    def history(self, instance_id: str) -> Sequence[HistoryEntry]:
+        def read(conn: Connection) -> list[HistoryEntry]:
+            entries = repo.read_history(conn, instance_id)
+            if not entries and repo.get_snapshot(conn, instance_id) is None:
+                raise UnknownInstance(instance_id)
+            return entries
+        return self._read(read, f"reading history of {instance_id}")
+
+    def available_events(self, instance_id: str, actor: Actor | None = None) -> tuple[str, ...]:
+        """Events that can be fired now (by `actor`'s roles when given); guards are not pre-evaluated."""
+        inst = self.get(instance_id)
+        if inst.status != "running":
+            return ()
+        return self.compiled(inst.process, inst.version).allowed_events(inst.state,
+                                                                        actor.roles if actor else None)
+
+    def outbox(self, instance_id: str) -> list[dict[str, Any]]:
+        """Messages written by an instance's steps, delivered or not (for inspection and tests)."""
+        import json
+
+        rows = self._read(lambda c: repo.outbox_for(c, instance_id), "reading the outbox")
+        return [{"id": r.id, "delivery_id": r.delivery_id, "seq": r.seq, "topic": r.topic,
+                 "payload": json.loads(r.payload), "delivered_at": r.delivered_at} for r in rows]
+
+    def dispose(self) -> None:
+        self.db.dispose()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.dispose()
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex[:12]

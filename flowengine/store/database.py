@@ -1,0 +1,104 @@
+"""Database connections: SQLite tuned for an embedded store, PostgreSQL as is; schema upgrades by Alembic.
+
+SQLite: WAL, a busy timeout, foreign keys on, and write transactions opened with BEGIN IMMEDIATE so
+two writers queue on the lock instead of failing with "database is locked" when a reader upgrades.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+
+from flowengine.errors import StoreError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+VERSION_TABLE = "fe_alembic_version"
+SQLITE_BUSY_MS = 30_000
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An SQLAlchemy engine for `url` with flowengine's connection settings."""
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    try:
+        if url.startswith("sqlite"):
+            engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_MS / 1000}, **kwargs)
+            _tune_sqlite(engine)
+        else:
+            engine = create_engine(url, pool_pre_ping=True, **kwargs)
+    except (SQLAlchemyError, ImportError, ValueError) as exc:
+        raise StoreError(f"can't use database URL {url!r}: {exc}") from exc
+    return engine
+
+
+def _tune_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let us issue BEGIN ourselves (pysqlite's implicit transactions can't do IMMEDIATE).
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        if ":memory:" not in str(engine.url) and engine.url.database:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        mode = "IMMEDIATE" if conn.get_execution_options().get("flowengine_write", True) else "DEFERRED"
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+@contextlib.contextmanager
+def store_errors(action: str) -> Iterator[None]:
+    """Turn driver errors into StoreError with one clear line; the transaction has rolled back."""
+    try:
+        yield
+    except OperationalError as exc:
+        raise StoreError(f"database error while {action}: {_first_line(exc)}") from exc
+    except DBAPIError as exc:
+        raise StoreError(f"database error while {action}: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: DBAPIError) -> str:
+    return str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+
+
+def _config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(_config()).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+        return ctx.get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to `revision` with Alembic; several processes may call this at once."""
+    with store_errors("upgrading the schema"):
+        if revision == "head" and current_revision(engine) == head_revision():
+            return
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Workers starting together must not both create the tables.
+                conn.execute(text("SELECT pg_advisory_xact_lock(7462011)"))
+            cfg = _config()
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)

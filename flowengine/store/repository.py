@@ -1,0 +1,289 @@
+"""Reads and writes of flowengine rows on a caller's connection (the caller owns the transaction).
+
+History and outbox are insert-only. The instance update is the optimistic lock:
+`UPDATE ... SET revision = :new WHERE id = :id AND revision = :expected`; 0 rows means someone won.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from flowengine.results import Actor, HistoryEntry, InstanceView, TimerInfo
+from flowengine.runtime import Snapshot, TimerPlan
+from flowengine.store.tables import counters, definitions, history, idempotency, instances, outbox, timers
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+# --- definitions ----------------------------------------------------------------------------------
+
+def definition_version(conn: Connection, process_id: str, content_hash: str) -> int | None:
+    row = conn.execute(select(definitions.c.version).where(
+        definitions.c.process_id == process_id, definitions.c.content_hash == content_hash)).first()
+    return None if row is None else int(row[0])
+
+
+def add_definition(conn: Connection, process_id: str, content_hash: str, source: str, definition_json: str,
+                   now: dt.datetime) -> int:
+    latest = conn.execute(select(func.max(definitions.c.version)).where(
+        definitions.c.process_id == process_id)).scalar()
+    version = int(latest or 0) + 1
+    conn.execute(insert(definitions).values(process_id=process_id, version=version, content_hash=content_hash,
+                                            source=source, definition_json=definition_json, created_at=now))
+    return version
+
+
+def load_definition(conn: Connection, process_id: str, version: int) -> tuple[str, str] | None:
+    row = conn.execute(select(definitions.c.definition_json, definitions.c.source).where(
+        definitions.c.process_id == process_id, definitions.c.version == version)).first()
+    return None if row is None else (row[0], row[1])
+
+
+def list_definitions(conn: Connection) -> list[tuple[str, int, str, dt.datetime]]:
+    rows = conn.execute(select(definitions.c.process_id, definitions.c.version, definitions.c.content_hash,
+                               definitions.c.created_at).order_by(definitions.c.process_id,
+                                                                  definitions.c.version))
+    return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+
+# --- instances ------------------------------------------------------------------------------------
+
+_SNAPSHOT_COLUMNS = (instances.c.id, instances.c.process_id, instances.c.version, instances.c.state,
+                     instances.c.status, instances.c.data, instances.c.revision, instances.c.parent_id,
+                     instances.c.started_by, instances.c.created_at)
+
+
+def get_snapshot(conn: Connection, instance_id: str, *, for_update: bool = False) -> Snapshot | None:
+    stmt = select(*_SNAPSHOT_COLUMNS).where(instances.c.id == instance_id)
+    if for_update and conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    row = conn.execute(stmt).first()
+    if row is None:
+        return None
+    return snapshot_of(row)
+
+
+def snapshot_of(row: Any) -> Snapshot:
+    return Snapshot(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]), row[6], row[7], row[8], row[9])
+
+
+def instance_times(conn: Connection, instance_id: str) -> tuple[dt.datetime, dt.datetime, str | None] | None:
+    row = conn.execute(select(instances.c.created_at, instances.c.updated_at, instances.c.origin_id).where(
+        instances.c.id == instance_id)).first()
+    return None if row is None else (row[0], row[1], row[2])
+
+
+def insert_instance(conn: Connection, snap: Snapshot, now: dt.datetime, origin_id: str | None) -> bool:
+    """False if the id is taken."""
+    try:
+        with conn.begin_nested():
+            conn.execute(insert(instances).values(
+                id=snap.id, process_id=snap.process, version=snap.version, state=snap.state, status=snap.status,
+                data=dumps(snap.data), revision=snap.revision, parent_id=snap.parent_id, origin_id=origin_id,
+                started_by=snap.started_by, created_at=now, updated_at=now))
+    except IntegrityError:
+        return False
+    return True
+
+
+def update_instance(conn: Connection, snap: Snapshot, expected_revision: int, now: dt.datetime) -> bool:
+    result = conn.execute(update(instances).where(
+        instances.c.id == snap.id, instances.c.revision == expected_revision).values(
+        state=snap.state, status=snap.status, data=dumps(snap.data), revision=snap.revision, version=snap.version,
+        updated_at=now))
+    return result.rowcount == 1
+
+
+def current_revision(conn: Connection, instance_id: str) -> int | None:
+    value = conn.execute(select(instances.c.revision).where(instances.c.id == instance_id)).scalar()
+    return None if value is None else int(value)
+
+
+def list_rows(conn: Connection, *, process: str | None = None, state: str | None = None,
+              status: str | None = None, overdue_at: dt.datetime | None = None, ids: Sequence[str] | None = None,
+              limit: int | None = None, offset: int = 0) -> list[Any]:
+    stmt = select(*_SNAPSHOT_COLUMNS, instances.c.updated_at)
+    if process is not None:
+        stmt = stmt.where(instances.c.process_id == process)
+    if state is not None:
+        stmt = stmt.where(instances.c.state == state)
+    if status is not None:
+        stmt = stmt.where(instances.c.status == status)
+    if ids is not None:
+        stmt = stmt.where(instances.c.id.in_(list(ids)))
+    if overdue_at is not None:
+        due = select(timers.c.instance_id).where(timers.c.status == "pending", timers.c.due_at <= overdue_at)
+        stmt = stmt.where(instances.c.id.in_(due))
+    stmt = stmt.order_by(instances.c.created_at, instances.c.id).offset(offset)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return list(conn.execute(stmt))
+
+
+def find_views(conn: Connection, process: str, states: Sequence[str] | None, status: str | None) -> list[InstanceView]:
+    stmt = select(instances.c.id, instances.c.process_id, instances.c.state, instances.c.status,
+                  instances.c.data).where(instances.c.process_id == process)
+    if states is not None:
+        stmt = stmt.where(instances.c.state.in_(list(states)))
+    if status is not None:
+        stmt = stmt.where(instances.c.status == status)
+    return [InstanceView(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in conn.execute(stmt.order_by(
+        instances.c.created_at, instances.c.id))]
+
+
+def children(conn: Connection, parent_id: str, *, running_only: bool = False) -> list[str]:
+    stmt = select(instances.c.id).where(instances.c.parent_id == parent_id)
+    if running_only:
+        stmt = stmt.where(instances.c.status == "running")
+    return [r[0] for r in conn.execute(stmt.order_by(instances.c.created_at, instances.c.id))]
+
+
+def handoffs(conn: Connection, origin_id: str) -> list[str]:
+    return [r[0] for r in conn.execute(select(instances.c.id).where(instances.c.origin_id == origin_id).order_by(
+        instances.c.created_at, instances.c.id))]
+
+
+# --- history --------------------------------------------------------------------------------------
+
+def insert_history(conn: Connection, instance_id: str, seq: int, event: str, source: str | None, target: str,
+                   actor: Actor, payload: dict[str, Any], at: dt.datetime, kind: str,
+                   details: dict[str, Any]) -> None:
+    conn.execute(insert(history).values(
+        instance_id=instance_id, seq=seq, event=event, from_state=source, to_state=target, actor_id=actor.id,
+        actor_roles=dumps(sorted(actor.roles)), payload=dumps(payload), at=at, kind=kind, details=dumps(details)))
+
+
+def _entry(r: Any) -> HistoryEntry:
+    return HistoryEntry(r.seq, r.event, r.from_state, r.to_state, Actor(r.actor_id, json.loads(r.actor_roles)),
+                        r.at, json.loads(r.payload), r.kind, json.loads(r.details))
+
+
+def read_history(conn: Connection, instance_id: str) -> list[HistoryEntry]:
+    rows = conn.execute(select(history).where(history.c.instance_id == instance_id).order_by(history.c.seq))
+    return [_entry(r) for r in rows]
+
+
+def history_entry(conn: Connection, instance_id: str, seq: int) -> HistoryEntry | None:
+    row = conn.execute(select(history).where(history.c.instance_id == instance_id, history.c.seq == seq)).first()
+    return None if row is None else _entry(row)
+
+
+# --- timers ---------------------------------------------------------------------------------------
+
+def schedule_timers(conn: Connection, instance_id: str, plans: Iterable[TimerPlan], now: dt.datetime) -> None:
+    rows = [{"instance_id": instance_id, "timer": p.timer, "due_at": p.due_at, "status": "pending",
+             "created_at": now} for p in plans]
+    if rows:
+        conn.execute(insert(timers), rows)
+
+
+def cancel_timers(conn: Connection, instance_id: str, timer_ids: Iterable[str] | None, now: dt.datetime) -> None:
+    """Cancel pending timers of the instance (all of them when `timer_ids` is None)."""
+    stmt = update(timers).where(timers.c.instance_id == instance_id, timers.c.status == "pending")
+    if timer_ids is not None:
+        names = list(timer_ids)
+        if not names:
+            return
+        stmt = stmt.where(timers.c.timer.in_(names))
+    conn.execute(stmt.values(status="cancelled", fired_at=now))
+
+
+def pending_timers(conn: Connection, instance_id: str) -> list[tuple[int, str, dt.datetime]]:
+    rows = conn.execute(select(timers.c.id, timers.c.timer, timers.c.due_at).where(
+        timers.c.instance_id == instance_id, timers.c.status == "pending").order_by(timers.c.due_at, timers.c.id))
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def timer_infos(conn: Connection, instance_id: str, kinds: dict[str, tuple[str, str | None]]) -> tuple[TimerInfo, ...]:
+    return tuple(TimerInfo(name, due, *kinds.get(name, ("escalate", None)))
+                 for _, name, due in pending_timers(conn, instance_id))
+
+
+def due_timer_ids(conn: Connection, cutoff: dt.datetime, limit: int) -> list[int]:
+    """Ids of timers due at `cutoff`, oldest first (ties: the order they were scheduled)."""
+    rows = conn.execute(select(timers.c.id).where(timers.c.status == "pending", timers.c.due_at <= cutoff)
+                        .order_by(timers.c.due_at, timers.c.id).limit(limit))
+    return [r[0] for r in rows]
+
+
+def claim_timer(conn: Connection, timer_id: int) -> tuple[str, str, dt.datetime] | None:
+    """Lock one pending timer for this transaction; None if another worker has it or it is done."""
+    stmt = select(timers.c.instance_id, timers.c.timer, timers.c.due_at).where(
+        timers.c.id == timer_id, timers.c.status == "pending")
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    row = conn.execute(stmt).first()
+    return None if row is None else (row[0], row[1], row[2])
+
+
+def finish_timer(conn: Connection, timer_id: int, status: str, now: dt.datetime, result: str | None) -> None:
+    conn.execute(update(timers).where(timers.c.id == timer_id).values(status=status, fired_at=now, result=result))
+
+
+def count_pending_timers(conn: Connection) -> int:
+    return int(conn.execute(select(func.count()).select_from(timers).where(timers.c.status == "pending")).scalar()
+               or 0)
+
+
+# --- outbox, idempotency, counters -----------------------------------------------------------------
+
+def insert_outbox(conn: Connection, instance_id: str, seq: int, messages: Iterable[tuple[str, dict[str, Any]]],
+                  now: dt.datetime) -> None:
+    rows = [{"delivery_id": str(uuid.uuid4()), "instance_id": instance_id, "seq": seq, "topic": topic,
+             "payload": dumps(payload), "created_at": now, "attempts": 0} for topic, payload in messages]
+    if rows:
+        conn.execute(insert(outbox), rows)
+
+
+def pending_outbox(conn: Connection, limit: int) -> list[Any]:
+    stmt = select(outbox).where(outbox.c.delivered_at.is_(None)).order_by(outbox.c.id).limit(limit)
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    return list(conn.execute(stmt))
+
+
+def mark_delivered(conn: Connection, message_id: int, now: dt.datetime) -> None:
+    conn.execute(update(outbox).where(outbox.c.id == message_id).values(delivered_at=now,
+                                                                       attempts=outbox.c.attempts + 1))
+
+
+def mark_failed(conn: Connection, message_id: int, error: str) -> None:
+    conn.execute(update(outbox).where(outbox.c.id == message_id).values(attempts=outbox.c.attempts + 1,
+                                                                       last_error=error[:1000]))
+
+
+def outbox_for(conn: Connection, instance_id: str) -> list[Any]:
+    return list(conn.execute(select(outbox).where(outbox.c.instance_id == instance_id).order_by(outbox.c.id)))
+
+
+def idempotent_seq(conn: Connection, instance_id: str, key: str) -> int | None:
+    value = conn.execute(select(idempotency.c.seq).where(idempotency.c.instance_id == instance_id,
+                                                         idempotency.c.key == key)).scalar()
+    return None if value is None else int(value)
+
+
+def remember_key(conn: Connection, instance_id: str, key: str, seq: int) -> None:
+    conn.execute(insert(idempotency).values(instance_id=instance_id, key=key, seq=seq))
+
+
+def next_number(conn: Connection, prefix: str, year: int) -> int:
+    """The next number of a form counter; rolled back with the transaction, so numbers have no gaps."""
+    updated = conn.execute(update(counters).where(and_(counters.c.prefix == prefix, counters.c.year == year))
+                           .values(value=counters.c.value + 1).returning(counters.c.value)).first()
+    if updated is not None:
+        return int(updated[0])
+    try:
+        with conn.begin_nested():
+            conn.execute(insert(counters).values(prefix=prefix, year=year, value=1))
+        return 1
+    except IntegrityError:
+        return next_number(conn, prefix, year)

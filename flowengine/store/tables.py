@@ -1,0 +1,128 @@
+"""The flowengine tables (SQLAlchemy Core). Alembic migrations create and upgrade them; nothing here
+creates tables at run time. Times are stored as UTC and read back aware on every database."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (Column, DateTime, Dialect, Index, Integer, MetaData, PrimaryKeyConstraint, String, Table,
+                        Text, UniqueConstraint)
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData()
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Aware datetimes in, aware UTC datetimes out; SQLite keeps no zone, so we normalise to UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = dt.datetime.fromisoformat(value)
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+definitions = Table(
+    "fe_definitions", metadata,
+    Column("process_id", String(100), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("definition_json", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("process_id", "version"),
+    UniqueConstraint("process_id", "content_hash", name="uq_fe_definitions_hash"),
+)
+
+instances = Table(
+    "fe_instances", metadata,
+    Column("id", String(200), primary_key=True),
+    Column("process_id", String(100), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("state", String(100), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("data", Text, nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("parent_id", String(200), nullable=True),
+    Column("origin_id", String(200), nullable=True),
+    Column("started_by", String(200), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_fe_instances_process_state", "process_id", "state"),
+    Index("ix_fe_instances_status", "status"),
+    Index("ix_fe_instances_parent", "parent_id"),
+)
+
+history = Table(
+    "fe_history", metadata,
+    Column("instance_id", String(200), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("event", String(100), nullable=False),
+    Column("from_state", String(100), nullable=True),
+    Column("to_state", String(100), nullable=False),
+    Column("actor_id", String(200), nullable=False),
+    Column("actor_roles", Text, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("details", Text, nullable=False),
+    PrimaryKeyConstraint("instance_id", "seq"),
+)
+
+timers = Table(
+    "fe_timers", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("instance_id", String(200), nullable=False),
+    Column("timer", String(100), nullable=False),
+    Column("due_at", UTCDateTime, nullable=False),
+    Column("status", String(20), nullable=False),  # pending, fired, cancelled, failed
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("fired_at", UTCDateTime, nullable=True),
+    Column("result", Text, nullable=True),
+    Index("ix_fe_timers_due", "status", "due_at"),
+    Index("ix_fe_timers_instance", "instance_id", "status"),
+)
+
+outbox = Table(
+    "fe_outbox", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("delivery_id", String(36), nullable=False, unique=True),
+    Column("instance_id", String(200), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("topic", String(100), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("delivered_at", UTCDateTime, nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text, nullable=True),
+    Index("ix_fe_outbox_pending", "delivered_at", "id"),
+)
+
+idempotency = Table(
+    "fe_idempotency", metadata,
+    Column("instance_id", String(200), nullable=False),
+    Column("key", String(200), nullable=False),
+    Column("seq", Integer, nullable=False),
+    PrimaryKeyConstraint("instance_id", "key"),
+)
+
+counters = Table(
+    "fe_counters", metadata,
+    Column("prefix", String(20), nullable=False),
+    Column("year", Integer, nullable=False),
+    Column("value", Integer, nullable=False),
+    PrimaryKeyConstraint("prefix", "year"),
+)
