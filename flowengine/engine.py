@@ -29,6 +29,7 @@ from flowengine.results import SYSTEM, Actor, HistoryEntry, Instance, InstanceVi
 from flowengine.runtime import Decision, Snapshot, decide, decide_start
 from flowengine.store import repository as repo
 from flowengine.store.database import make_engine, store_errors, upgrade
+from flowengine.timers import OutboxMessage, TickReport, dispatch_outbox, tick
 
 T = TypeVar("T")
 ANONYMOUS = Actor("anonymous")
@@ -162,7 +163,7 @@ class Engine:
                   origin_id: str | None = None, system: bool = False) -> Snapshot:
         snap = Snapshot(instance_id or _new_id(), compiled.process_id, compiled.version, compiled.spec.initial,
                         "running", {}, 1, parent_id, actor.id, now)
-        decision = decide_start(compiled, snap, data, actor, now, _Services(conn, self.calendar),
+        decision = decide_start(compiled, snap, data, actor, now, self._services(conn),
                                 check_role=not system)
         snap = replace(snap, data=decision.data, status=decision.status)
         while not repo.insert_instance(conn, snap, now, origin_id):
@@ -237,7 +238,7 @@ class Engine:
         if expected_revision is not None and snap.revision != expected_revision:
             raise ConcurrencyConflict(instance_id, expected_revision, snap.revision)
         compiled = self.compiled(snap.process, snap.version)
-        decision = decide(compiled, snap, event, payload, actor, now, _Services(conn, self.calendar))
+        decision = decide(compiled, snap, event, payload, actor, now, self._services(conn))
         step = self._apply(conn, compiled, snap, decision, actor, now, kind, details or {})
         if idempotency_key is not None:
             repo.remember_key(conn, instance_id, idempotency_key, step.seq)
@@ -302,6 +303,18 @@ class Engine:
         self._fire_in(conn, parent_id, outcome.event, payload, SYSTEM, now, kind="outcome",
                       details={"child": child.id, "child_state": child.state})
 
+    def _services(self, conn: Connection) -> _Services:
+        return _Services(conn, self.calendar)
+
+    # -- time -----------------------------------------------------------------------------------
+    def tick(self, now: dt.datetime | None = None) -> TickReport:
+        """Fire every timer due at `now` (default: the clock) exactly once, in due order."""
+        return tick(self, now or self.clock.now())
+
+    def dispatch_outbox(self, deliver: Callable[[OutboxMessage], None], *, limit: int = 100) -> int:
+        """Deliver pending outbox messages at least once; returns how many were delivered."""
+        return dispatch_outbox(self, deliver, limit=limit)
+
     # -- reads ----------------------------------------------------------------------------------
     def _instance(self, compiled: CompiledProcess, snap: Snapshot, updated_at: dt.datetime,
                   conn: Connection | None = None) -> Instance:
@@ -337,6 +350,32 @@ class Engine:
                                   offset=offset)
             return [self._instance(self.compiled(r[1], r[2]), repo.snapshot_of(r), r[10]) for r in rows]
         return self._read(read, "listing instances")
+
+    def inbox(self, role: str) -> list[tuple[Instance, tuple[str, ...]]]:
+        """Running instances where `role` can move the work on now (not just note or cancel), oldest first."""
+        roles = frozenset({role})
+
+        def read(conn: Connection) -> list[tuple[Instance, tuple[str, ...]]]:
+            found = []
+            for pid, version in repo.running_versions(conn):
+                compiled = self.compiled(pid, version)
+                work = {s: tuple(e for e in compiled.allowed_events(s, roles) if e != CANCEL_EVENT and not all(
+                    r.self_loop for r in compiled.rows[(s, e)])) for s in compiled.spec.states}
+                states = [s for s, events in work.items() if events]
+                if not states:
+                    continue
+                for r in repo.list_rows(conn, process=pid, version=version, status="running", states=states):
+                    snap = repo.snapshot_of(r)
+                    found.append((self._instance(compiled, snap, r[10], conn), work[snap.state]))
+            return sorted(found, key=lambda item: (item[0].created_at, item[0].id))
+        return self._read(read, f"reading the inbox of {role}")
+
+    def children(self, instance_id: str) -> Sequence[Instance]:
+        """Instances started by this one's call states (not hand-offs), oldest first."""
+        def read(conn: Connection) -> list[Instance]:
+            rows = repo.list_rows(conn, ids=repo.children(conn, instance_id))
+            return [self._instance(self.compiled(r[1], r[2]), repo.snapshot_of(r), r[10]) for r in rows]
+        return self._read(read, f"reading children of {instance_id}")
 
     def history(self, instance_id: str) -> Sequence[HistoryEntry]:
         def read(conn: Connection) -> list[HistoryEntry]:

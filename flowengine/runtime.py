@@ -319,10 +319,10 @@ def decide(compiled: CompiledProcess, snap: Snapshot, event: str, payload: Mappi
                               f"{snap.status} (in '{state}'); no event is allowed")
     rows = compiled.rows.get((state, event))
     if not rows:
-        raise EventNotAllowed(snap.id, state, event, compiled.allowed_events(state, actor.roles))
+        raise EventNotAllowed(snap.id, state, event, compiled.allowed_events(state))
     roles = compiled.roles_for(state, event)
     if not roles & actor.roles:
-        raise RoleNotAllowed(snap.id, state, event, compiled.allowed_events(state, actor.roles),
+        raise RoleNotAllowed(snap.id, state, event, compiled.allowed_events(state),
                              sorted(actor.roles), sorted(roles))
     values = validate_payload(compiled, state, event, payload)
     data = {**snap.data, **values}
@@ -339,7 +339,7 @@ def decide(compiled: CompiledProcess, snap: Snapshot, event: str, payload: Mappi
         if result:
             chosen = row
             break
-    allowed = compiled.allowed_events(state, actor.roles)
+    allowed = compiled.allowed_events(state)
     if chosen is None:
         raise GuardRejected(snap.id, state, event, allowed, " / ".join(r.if_text or "" for r in rows),
                             "no branch condition holds")

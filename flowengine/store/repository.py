@@ -110,7 +110,8 @@ def current_revision(conn: Connection, instance_id: str) -> int | None:
 
 def list_rows(conn: Connection, *, process: str | None = None, state: str | None = None,
               status: str | None = None, overdue_at: dt.datetime | None = None, ids: Sequence[str] | None = None,
-              limit: int | None = None, offset: int = 0) -> list[Any]:
+              states: Sequence[str] | None = None, version: int | None = None, limit: int | None = None,
+              offset: int = 0) -> list[Any]:
     stmt = select(*_SNAPSHOT_COLUMNS, instances.c.updated_at)
     if process is not None:
         stmt = stmt.where(instances.c.process_id == process)
@@ -120,6 +121,10 @@ def list_rows(conn: Connection, *, process: str | None = None, state: str | None
         stmt = stmt.where(instances.c.status == status)
     if ids is not None:
         stmt = stmt.where(instances.c.id.in_(list(ids)))
+    if states is not None:
+        stmt = stmt.where(instances.c.state.in_(list(states)))
+    if version is not None:
+        stmt = stmt.where(instances.c.version == version)
     if overdue_at is not None:
         due = select(timers.c.instance_id).where(timers.c.status == "pending", timers.c.due_at <= overdue_at)
         stmt = stmt.where(instances.c.id.in_(due))
@@ -127,6 +132,12 @@ def list_rows(conn: Connection, *, process: str | None = None, state: str | None
     if limit is not None:
         stmt = stmt.limit(limit)
     return list(conn.execute(stmt))
+
+
+def running_versions(conn: Connection) -> list[tuple[str, int]]:
+    rows = conn.execute(select(instances.c.process_id, instances.c.version).where(
+        instances.c.status == "running").distinct())
+    return sorted((r[0], r[1]) for r in rows)
 
 
 def find_views(conn: Connection, process: str, states: Sequence[str] | None, status: str | None) -> list[InstanceView]:

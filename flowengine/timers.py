@@ -1,0 +1,173 @@
+"""Firing due timers (`tick`), delivering the outbox, and the long-running worker.
+
+A tick lists the timers due when it begins, then fires them one at a time in due order, each in its
+own transaction that claims the timer row (FOR UPDATE SKIP LOCKED on PostgreSQL, the write lock on
+SQLite), so several workers never fire a timer twice. Timers scheduled during the tick wait for the
+next one (§1.1: one tick never chains).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection
+
+from flowengine.durations import parse_duration
+from flowengine.errors import FlowEngineError
+from flowengine.results import SYSTEM
+from flowengine.runtime import decide_escalation
+from flowengine.store import repository as repo
+
+if TYPE_CHECKING:
+    from flowengine.engine import Engine
+
+log = logging.getLogger(__name__)
+log.addHandler(logging.NullHandler())
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFiring:
+    timer_row: int
+    instance_id: str
+    timer: str
+    due_at: dt.datetime
+    outcome: str  # fired, escalated, skipped, failed
+    event: str | None = None
+    state: str | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"instance": self.instance_id, "timer": self.timer, "due_at": self.due_at.isoformat(),
+                "outcome": self.outcome, "event": self.event, "state": self.state, "error": self.error}
+
+
+@dataclass(frozen=True, slots=True)
+class TickReport:
+    now: dt.datetime
+    firings: tuple[TimerFiring, ...]
+
+    @property
+    def fired(self) -> tuple[TimerFiring, ...]:
+        return tuple(f for f in self.firings if f.outcome in ("fired", "escalated"))
+
+
+def tick(engine: Engine, now: dt.datetime, *, limit: int = 100_000) -> TickReport:
+    ids = engine._read(lambda c: repo.due_timer_ids(c, now, limit), "listing due timers")
+    firings = []
+    for timer_row in ids:
+        try:
+            result = engine._write(lambda c, t=timer_row: _fire_one(engine, c, t, now), "firing a timer")
+        except FlowEngineError as exc:
+            result = engine._write(lambda c, t=timer_row, e=exc: _fail(c, t, now, e), "recording a timer failure")
+        if result is not None:
+            firings.append(result)
+    return TickReport(now, tuple(firings))
+
+
+def _fire_one(engine: Engine, conn: Connection, timer_row: int, now: dt.datetime) -> TimerFiring | None:
+    claimed = repo.claim_timer(conn, timer_row)
+    if claimed is None:
+        return None  # another worker fired it, or its scope was left
+    instance_id, name, due_at = claimed
+    snap = repo.get_snapshot(conn, instance_id)
+    if snap is None or snap.status != "running":
+        repo.finish_timer(conn, timer_row, "cancelled", now, "instance not running")
+        return TimerFiring(timer_row, instance_id, name, due_at, "skipped")
+    compiled = engine.compiled(snap.process, snap.version)
+    timer = compiled.timer(name)
+    if snap.state not in timer.scope:
+        repo.finish_timer(conn, timer_row, "cancelled", now, "scope left")
+        return TimerFiring(timer_row, instance_id, name, due_at, "skipped")
+    if timer.fire is not None:
+        step = engine._fire_in(conn, instance_id, timer.fire, dict(timer.payload), SYSTEM, now, kind="timer",
+                               details={"timer": name, "due_at": due_at.isoformat()})
+        repo.finish_timer(conn, timer_row, "fired", now, json.dumps({"event": timer.fire, "seq": step.seq}))
+        return TimerFiring(timer_row, instance_id, name, due_at, "fired", timer.fire, step.target)
+    decision = decide_escalation(compiled, snap, name, SYSTEM, now, engine._services(conn))
+    step = engine._apply(conn, compiled, snap, decision, SYSTEM, now, "escalation",
+                         {"timer": name, "due_at": due_at.isoformat()})
+    repo.finish_timer(conn, timer_row, "fired", now, json.dumps({"escalation": name, "seq": step.seq}))
+    if timer.repeat is not None:
+        next_due = parse_duration(timer.repeat).apply(due_at, engine.calendar)
+        from flowengine.runtime import TimerPlan
+
+        repo.schedule_timers(conn, instance_id, [TimerPlan(name, max(next_due, now))], now)
+    return TimerFiring(timer_row, instance_id, name, due_at, "escalated", f"!{name}", snap.state)
+
+
+def _fail(conn: Connection, timer_row: int, now: dt.datetime, exc: FlowEngineError) -> TimerFiring | None:
+    claimed = repo.claim_timer(conn, timer_row)
+    if claimed is None:
+        return None
+    repo.finish_timer(conn, timer_row, "failed", now, str(exc))
+    log.warning("timer %s on %s failed: %s", claimed[1], claimed[0], exc)
+    return TimerFiring(timer_row, claimed[0], claimed[1], claimed[2], "failed", error=str(exc))
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    """One side effect to deliver; `delivery_id` lets receivers drop duplicates (delivery is at least once)."""
+
+    id: int
+    delivery_id: str
+    instance_id: str
+    seq: int
+    topic: str
+    payload: dict[str, Any]
+    created_at: dt.datetime
+
+
+def dispatch_outbox(engine: Engine, deliver: Callable[[OutboxMessage], None], *, limit: int = 100) -> int:
+    """Deliver pending messages; a message is marked delivered only after `deliver` returned."""
+    def run(conn: Connection) -> int:
+        count = 0
+        for row in repo.pending_outbox(conn, limit):
+            message = OutboxMessage(row.id, row.delivery_id, row.instance_id, row.seq, row.topic,
+                                    json.loads(row.payload), row.created_at)
+            try:
+                deliver(message)
+            except Exception as exc:  # a failing receiver must not block the others
+                repo.mark_failed(conn, row.id, f"{type(exc).__name__}: {exc}")
+                continue
+            repo.mark_delivered(conn, row.id, engine.clock.now())
+            count += 1
+        return count
+    return engine._write(run, "delivering the outbox")
+
+
+class Worker:
+    """Ticks and delivers until stopped (SIGTERM/SIGINT when `install_signals`), sleeping `poll` seconds."""
+
+    def __init__(self, engine: Engine, *, poll: float = 1.0, deliver: Callable[[OutboxMessage], None] | None = None,
+                 on_tick: Callable[[TickReport], None] | None = None) -> None:
+        self.engine, self.poll, self.deliver, self.on_tick = engine, poll, deliver, on_tick
+        self.stopping = threading.Event()
+
+    def stop(self, *_: object) -> None:
+        self.stopping.set()
+
+    def run(self, *, install_signals: bool = True, max_rounds: int | None = None) -> int:
+        if install_signals:
+            signal.signal(signal.SIGTERM, self.stop)
+            signal.signal(signal.SIGINT, self.stop)
+        rounds = 0
+        fired = 0
+        while not self.stopping.is_set():
+            report = tick(self.engine, self.engine.clock.now())
+            fired += len(report.fired)
+            if self.on_tick is not None and report.firings:
+                self.on_tick(report)
+            if self.deliver is not None:
+                dispatch_outbox(self.engine, self.deliver)
+            rounds += 1
+            if max_rounds is not None and rounds >= max_rounds:
+                break
+            self.stopping.wait(self.poll)
+        return fired
