@@ -270,7 +270,8 @@ class Engine:
         if decision.status == Status.CANCELLED.value:
             for child_id in repo.children(conn, snap.id, running_only=True):
                 self._cascade_cancel(conn, child_id, decision.data.get("reason"), now)
-        elif decision.status != "running" and snap.parent_id is not None and kind != "cascade":
+        if decision.status != "running" and snap.parent_id is not None and kind != "cascade":
+            # A child cancelled on its own reports it; one cancelled by its parent does not (§1.1).
             self._outcome(conn, snap.parent_id, new, now)
         return Step(snap.id, decision.event, decision.source or "", decision.target, seq, seq,
                     row.id if row else None, tuple(decision.guards), self._instance(compiled, new, now),

@@ -1,0 +1,74 @@
+"""Shared fixtures. `db_url` runs a test on SQLite and on PostgreSQL.
+
+CI (CI=true) always has PostgreSQL at 127.0.0.1:5432: there the PostgreSQL tests must run, and fail if it is
+down. Each PostgreSQL test gets its own schema, created here and dropped afterwards, so runs (and tests)
+never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from flowengine.hooks import GuardContext, HookRegistry, ActionContext
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures" / "processes"
+PROCESSES = ROOT / "processes"
+
+PG_URL = os.environ.get("FLOWENGINE_TEST_PG_URL") or (
+    "postgresql+psycopg://postgres@127.0.0.1:5432/test" if os.environ.get("CI") == "true" else None)
+
+
+def _pg_schema_url(base: str) -> Iterator[str]:
+    import sqlalchemy as sa
+
+    schema = f"fe_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'flow.db'}"
+        return
+    if PG_URL is None:
+        pytest.skip("set FLOWENGINE_TEST_PG_URL (or CI=true) to run PostgreSQL tests")
+    yield from _pg_schema_url(PG_URL)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'flow.db'}"
+
+
+def fixture_hooks() -> HookRegistry:
+    hooks = HookRegistry("fixture")
+
+    @hooks.guard
+    def has_engineer(ctx: GuardContext) -> bool | object:
+        return bool(ctx.data.get("engineer")) or ctx.refuse("no engineer assigned")
+
+    @hooks.action
+    def stamp(ctx: ActionContext) -> None:
+        ctx.set("note", "stamped by " + ctx.actor.id)
+
+    return hooks
+
+
+@pytest.fixture
+def hooks() -> HookRegistry:
+    return fixture_hooks()
