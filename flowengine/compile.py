@@ -198,7 +198,7 @@ class _Compiler:
             want = bool(cond.set_) if op == "set" else not bool(cond.empty)
             return lambda ctx: (not is_empty(ctx.data.get(name))) == want
         if op in ("in", "not_in"):
-            values = frozenset(cond.in_ if op == "in" else (cond.not_in or []))
+            values = frozenset((cond.in_ if op == "in" else cond.not_in) or [])
             inside = op == "in"
             return lambda ctx: (ctx.data.get(name) in values) == inside
         operand = self.operand(getattr(cond, op or ""), fspec)

@@ -8,6 +8,7 @@ outbox after commit.
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -22,8 +23,7 @@ from flowengine.calendar import WorkingCalendar
 from flowengine.clock import Clock, SystemClock
 from flowengine.compile import CANCEL_EVENT, CANCELLED_STATE, CompiledProcess, compile_process
 from flowengine.definition.loader import Definition, definition_from_json, load_directory
-from flowengine.errors import (ConcurrencyConflict, FlowEngineError, InstanceExists, UnknownInstance,
-                               UnknownProcess)
+from flowengine.errors import ConcurrencyConflict, FlowEngineError, InstanceExists, UnknownInstance, UnknownProcess
 from flowengine.hooks import HookRegistry
 from flowengine.results import SYSTEM, Actor, HistoryEntry, Instance, InstanceView, Status, Step
 from flowengine.runtime import Decision, Snapshot, decide, decide_start
@@ -346,17 +346,17 @@ class Engine:
         """Instances, oldest first; `overdue` keeps those with a pending timer already due."""
         when = (now or self.clock.now()) if overdue else None
 
-        def read(conn: Connection) -> list[Instance]:
+        def read(conn: Connection) -> builtins.list[Instance]:
             rows = repo.list_rows(conn, process=process, state=state, status=status, overdue_at=when, limit=limit,
                                   offset=offset)
             return [self._instance(self.compiled(r[1], r[2]), repo.snapshot_of(r), r[10]) for r in rows]
         return self._read(read, "listing instances")
 
-    def inbox(self, role: str) -> list[tuple[Instance, tuple[str, ...]]]:
+    def inbox(self, role: str) -> builtins.list[tuple[Instance, tuple[str, ...]]]:
         """Running instances where `role` can move the work on now (not just note or cancel), oldest first."""
         roles = frozenset({role})
 
-        def read(conn: Connection) -> list[tuple[Instance, tuple[str, ...]]]:
+        def read(conn: Connection) -> builtins.list[tuple[Instance, tuple[str, ...]]]:
             found = []
             for pid, version in repo.running_versions(conn):
                 compiled = self.compiled(pid, version)
@@ -373,13 +373,13 @@ class Engine:
 
     def children(self, instance_id: str) -> Sequence[Instance]:
         """Instances started by this one's call states (not hand-offs), oldest first."""
-        def read(conn: Connection) -> list[Instance]:
+        def read(conn: Connection) -> builtins.list[Instance]:
             rows = repo.list_rows(conn, ids=repo.children(conn, instance_id))
             return [self._instance(self.compiled(r[1], r[2]), repo.snapshot_of(r), r[10]) for r in rows]
         return self._read(read, f"reading children of {instance_id}")
 
     def history(self, instance_id: str) -> Sequence[HistoryEntry]:
-        def read(conn: Connection) -> list[HistoryEntry]:
+        def read(conn: Connection) -> builtins.list[HistoryEntry]:
             entries = repo.read_history(conn, instance_id)
             if not entries and repo.get_snapshot(conn, instance_id) is None:
                 raise UnknownInstance(instance_id)
@@ -394,7 +394,7 @@ class Engine:
         return self.compiled(inst.process, inst.version).allowed_events(inst.state,
                                                                         actor.roles if actor else None)
 
-    def outbox(self, instance_id: str) -> list[dict[str, Any]]:
+    def outbox(self, instance_id: str) -> builtins.list[dict[str, Any]]:
         """Messages written by an instance's steps, delivered or not (for inspection and tests)."""
         import json
 

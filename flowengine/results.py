@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     RUNNING = "running"
     COMPLETED = "completed"
     CANCELLED = "cancelled"
@@ -22,7 +22,7 @@ class Actor:
     id: str
     roles: frozenset[str] = frozenset()
 
-    def __init__(self, id: str, roles: Any = ()) -> None:  # noqa: A002 - `id` is the domain word
+    def __init__(self, id: str, roles: Any = ()) -> None:
         object.__setattr__(self, "id", id)
         object.__setattr__(self, "roles", frozenset([roles] if isinstance(roles, str) else roles))
 

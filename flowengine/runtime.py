@@ -16,8 +16,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 from flowengine.compile import CompiledProcess, CompiledRow
 from flowengine.datatypes import Invalid, coerce, is_empty, to_json_native, typed, validate_fields
 from flowengine.definition.schema import Action, Value
-from flowengine.errors import (DataValidationError, EventNotAllowed, FlowEngineError, GuardRejected, HookError,
-                               RoleNotAllowed)
+from flowengine.errors import (
+    DataValidationError,
+    EventNotAllowed,
+    FlowEngineError,
+    GuardRejected,
+    HookError,
+    RoleNotAllowed,
+)
 from flowengine.hooks import ActionContext, GuardContext, InstanceLookup, Message, Outbox, Refusal
 from flowengine.results import Actor, GuardCheck
 
@@ -28,8 +34,11 @@ FORMS = "forms"
 
 
 class Services(Protocol):
-    calendar: WorkingCalendar | None
-    instances: InstanceLookup | None
+    @property
+    def calendar(self) -> WorkingCalendar | None: ...
+
+    @property
+    def instances(self) -> InstanceLookup | None: ...
 
     def next_number(self, prefix: str, year: int, *, gap_free: bool) -> int: ...
 

@@ -9,6 +9,7 @@ next one (§1.1: one tick never chains).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import signal
@@ -63,15 +64,17 @@ def tick(engine: Engine, now: dt.datetime, *, limit: int = 100_000) -> TickRepor
     firings = []
     for timer_row in ids:
         try:
-            result = engine._write(lambda c, t=timer_row: _fire_one(engine, c, t, now), "firing a timer")
+            result = engine._write(functools.partial(_fire_one, engine, timer_row=timer_row, now=now),
+                                   "firing a timer")
         except FlowEngineError as exc:
-            result = engine._write(lambda c, t=timer_row, e=exc: _fail(c, t, now, e), "recording a timer failure")
+            result = engine._write(functools.partial(_fail, timer_row=timer_row, now=now, exc=exc),
+                                   "recording a timer failure")
         if result is not None:
             firings.append(result)
     return TickReport(now, tuple(firings))
 
 
-def _fire_one(engine: Engine, conn: Connection, timer_row: int, now: dt.datetime) -> TimerFiring | None:
+def _fire_one(engine: Engine, conn: Connection, *, timer_row: int, now: dt.datetime) -> TimerFiring | None:
     claimed = repo.claim_timer(conn, timer_row)
     if claimed is None:
         return None  # another worker fired it, or its scope was left
@@ -102,7 +105,7 @@ def _fire_one(engine: Engine, conn: Connection, timer_row: int, now: dt.datetime
     return TimerFiring(timer_row, instance_id, name, due_at, "escalated", f"!{name}", snap.state)
 
 
-def _fail(conn: Connection, timer_row: int, now: dt.datetime, exc: FlowEngineError) -> TimerFiring | None:
+def _fail(conn: Connection, *, timer_row: int, now: dt.datetime, exc: FlowEngineError) -> TimerFiring | None:
     claimed = repo.claim_timer(conn, timer_row)
     if claimed is None:
         return None

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from flowengine.hooks import GuardContext, HookRegistry, ActionContext
+from flowengine.hooks import ActionContext, GuardContext, HookRegistry
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "processes"

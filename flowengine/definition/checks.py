@@ -73,9 +73,9 @@ class _Checker:
     def condition(self, path: Path_, cond: Condition) -> None:
         if cond.ref is not None:
             known = set(self.spec.conditions) | (set(self.hooks.conditions) if self.hooks else set())
-            if cond.ref not in known and (self.hooks is not None or cond.ref not in self.spec.conditions):
-                if self.hooks is not None:
-                    self.add(path, f"unknown condition or guard '{cond.ref}'",
+            # Without a registry (hooks=None) only YAML-declared names can be checked.
+            if cond.ref not in known and self.hooks is not None:
+                self.add(path, f"unknown condition or guard '{cond.ref}'",
                              _hint(cond.ref, known, "declared conditions and registered guards"))
         elif cond.all_ is not None or cond.any_ is not None:
             key = "all" if cond.all_ is not None else "any"
@@ -320,7 +320,7 @@ class _Checker:
                     if s in self.spec.states and not rows:
                         self.add((*path, "fire"), f"no transition takes '{timer.fire}' from '{s}'")
                     elif any(SYSTEM_ROLE not in t.roles for t in rows):
-                        self.add((*path, "fire"), f"transitions fired by a timer must allow role 'system'")
+                        self.add((*path, "fire"), "transitions fired by a timer must allow role 'system'")
             for j, a in enumerate(timer.escalate or ()):
                 self.action((*path, "escalate", j), a)
 

@@ -56,21 +56,21 @@ class _Composer(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, ya
         _Resolver.__init__(self)
 
     # Composed nodes forget whether a tag was written; remember it, since every written tag is refused.
-    def compose_scalar_node(self, anchor: str | None) -> Node:
-        explicit = self.peek_event().tag not in (None, "!")
-        node: Node = super().compose_scalar_node(anchor)
+    def compose_scalar_node(self, anchor: Any) -> ScalarNode:
+        explicit = self.peek_event().tag not in (None, "!")  # type: ignore[no-untyped-call]
+        node = super().compose_scalar_node(anchor)
         node.explicit_tag = explicit  # type: ignore[attr-defined]
         return node
 
-    def compose_sequence_node(self, anchor: str | None) -> Node:
-        explicit = self.peek_event().tag not in (None, "!")
-        node: Node = super().compose_sequence_node(anchor)
+    def compose_sequence_node(self, anchor: Any) -> SequenceNode:
+        explicit = self.peek_event().tag not in (None, "!")  # type: ignore[no-untyped-call]
+        node = super().compose_sequence_node(anchor)
         node.explicit_tag = explicit  # type: ignore[attr-defined]
         return node
 
-    def compose_mapping_node(self, anchor: str | None) -> Node:
-        explicit = self.peek_event().tag not in (None, "!")
-        node: Node = super().compose_mapping_node(anchor)
+    def compose_mapping_node(self, anchor: Any) -> MappingNode:
+        explicit = self.peek_event().tag not in (None, "!")  # type: ignore[no-untyped-call]
+        node = super().compose_mapping_node(anchor)
         node.explicit_tag = explicit  # type: ignore[attr-defined]
         return node
 

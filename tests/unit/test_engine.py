@@ -7,9 +7,21 @@ from collections.abc import Iterator
 
 import pytest
 
-from flowengine import (Actor, ConcurrencyConflict, DataValidationError, Engine, EventNotAllowed, GuardRejected,
-                        HookError, HookRegistry, InstanceExists, ManualClock, RoleNotAllowed, UnknownInstance,
-                        UnknownProcess)
+from flowengine import (
+    Actor,
+    ConcurrencyConflict,
+    DataValidationError,
+    Engine,
+    EventNotAllowed,
+    GuardRejected,
+    HookError,
+    HookRegistry,
+    InstanceExists,
+    ManualClock,
+    RoleNotAllowed,
+    UnknownInstance,
+    UnknownProcess,
+)
 from flowengine.hooks import ActionContext
 from tests.conftest import FIXTURES, fixture_hooks
 
