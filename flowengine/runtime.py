@@ -284,7 +284,8 @@ def evaluate_value(compiled: CompiledProcess, value: Value, data: Mapping[str, A
 
 
 def plan_timers(compiled: CompiledProcess, source: str | None, target: str, self_loop: bool,
-                data: Mapping[str, Any], now: dt.datetime, services: Services) -> tuple[frozenset[str], list[TimerPlan]]:
+                data: Mapping[str, Any], now: dt.datetime,
+                services: Services) -> tuple[frozenset[str], list[TimerPlan]]:
     """Timers to cancel (scopes left) and to schedule (scopes entered), due times from data after actions."""
     if self_loop:
         return frozenset(), []

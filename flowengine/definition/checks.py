@@ -76,7 +76,7 @@ class _Checker:
             # Without a registry (hooks=None) only YAML-declared names can be checked.
             if cond.ref not in known and self.hooks is not None:
                 self.add(path, f"unknown condition or guard '{cond.ref}'",
-                             _hint(cond.ref, known, "declared conditions and registered guards"))
+                         _hint(cond.ref, known, "declared conditions and registered guards"))
         elif cond.all_ is not None or cond.any_ is not None:
             key = "all" if cond.all_ is not None else "any"
             for i, c in enumerate(cond.all_ or cond.any_ or []):
@@ -89,7 +89,7 @@ class _Checker:
             operand = getattr(cond, op, None) if op in ("eq", "ne", "lt", "le", "gt", "ge") else None
             if isinstance(operand, Value):
                 self.value((*path, op), operand)
-                ftype = self.spec.data[cond.field] if cond.field in self.spec.data else None
+                ftype = self.spec.data.get(cond.field)
                 if ftype is not None and ftype.type == "enum" and operand.has_const and \
                         operand.const not in (ftype.values or []):
                     self.add((*path, op), f"'{operand.const}' is not a value of enum '{cond.field}'",

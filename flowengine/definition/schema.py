@@ -289,8 +289,8 @@ class Action(Model):
     outbox: OutboxSpec | None = None
     when: CondArg | None = None
 
-    VERBS: ClassVar[tuple[str, ...]] = ("create_form", "create_new_form", "notify", "set_", "increment", "clear", "run", "start",
-             "outbox")
+    VERBS: ClassVar[tuple[str, ...]] = ("create_form", "create_new_form", "notify", "set_", "increment", "clear",
+                                        "run", "start", "outbox")
 
     @model_validator(mode="after")
     def _one_verb(self) -> Action:
