@@ -32,8 +32,9 @@ class Settings:
     """Global options, and the engine built from them on first use."""
 
     def __init__(self, db: str, processes: Path, hook_modules: Sequence[str], now: str | None, lang: str,
-                 debug: bool) -> None:
+                 debug: bool, calendar_file: Path | None = None) -> None:
         self.db, self.processes, self.hook_modules = db, processes, hook_modules
+        self.calendar_file = calendar_file
         self.now_text, self.lang, self.debug = now, lang, debug
         self._engine: Any = None
 
@@ -61,7 +62,11 @@ class Settings:
         if self._engine is None:
             from flowengine.engine import Engine
 
-            self._engine = Engine(self.db, processes=self.processes, hooks=self.hooks(), clock=self.clock())
+            from flowengine.calendar import WorkingCalendar
+
+            calendar = WorkingCalendar.from_file(self.calendar_file) if self.calendar_file else None
+            self._engine = Engine(self.db, processes=self.processes, hooks=self.hooks(), clock=self.clock(),
+                                  calendar=calendar)
         return self._engine
 
 
@@ -154,16 +159,18 @@ def _fail(exc: FlowEngineError) -> NoReturn:
               help="Python module with a HookRegistry `hooks` (or module:attr); repeatable (env FLOWENGINE_HOOKS, "
                    "space separated). The shipped hooks and entry points in group 'flowengine.hooks' always load.")
 @click.option("--now", envvar="FLOWENGINE_NOW", help="Fix the clock for this call (ISO 8601; a testing aid).")
+@click.option("--calendar", "calendar_file", envvar="FLOWENGINE_CALENDAR", type=click.Path(path_type=Path),
+              help="Working-day calendar file overriding the mainland-China holidays (env FLOWENGINE_CALENDAR).")
 @click.option("--lang", type=click.Choice(["zh", "en"]), default="en", envvar="FLOWENGINE_LANG",
               show_default=True, help="Language of labels in output.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.version_option(package_name="flowengine")
 @click.pass_context
-def main(ctx: click.Context, db: str, processes: Path, hook_modules: tuple[str, ...], now: str | None, lang: str,
-         debug: bool) -> None:
+def main(ctx: click.Context, db: str, processes: Path, hook_modules: tuple[str, ...], now: str | None,
+         calendar_file: Path | None, lang: str, debug: bool) -> None:
     """Run business processes defined in YAML: validate, start, fire, inspect, render."""
     modules = [m for spec in hook_modules for m in spec.split()]
-    ctx.obj = Settings(db, processes, modules, now, lang, debug)
+    ctx.obj = Settings(db, processes, modules, now, lang, debug, calendar_file)
 
 
 # -- definitions --------------------------------------------------------------------------------

@@ -96,7 +96,7 @@ def _fire_one(engine: Engine, conn: Connection, *, timer_row: int, now: dt.datet
     decision = decide_escalation(compiled, snap, name, SYSTEM, now, engine._services(conn))
     step = engine._apply(conn, compiled, snap, decision, SYSTEM, now, "escalation",
                          {"timer": name, "due_at": due_at.isoformat()})
-    repo.finish_timer(conn, timer_row, "fired", now, json.dumps({"escalation": name, "seq": step.seq}))
+    repo.finish_timer(conn, timer_row, "escalated", now, json.dumps({"escalation": name, "seq": step.seq}))
     if timer.repeat is not None:
         next_due = parse_duration(timer.repeat).apply(due_at, engine.calendar)
         from flowengine.runtime import TimerPlan

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, select, update
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from flowengine.results import Actor, HistoryEntry, InstanceView, TimerInfo
@@ -126,7 +126,10 @@ def list_rows(conn: Connection, *, process: str | None = None, state: str | None
     if version is not None:
         stmt = stmt.where(instances.c.version == version)
     if overdue_at is not None:
-        due = select(timers.c.instance_id).where(timers.c.status == "pending", timers.c.due_at <= overdue_at)
+        # Overdue: a deadline passed and not yet handled, or an escalation fired and its scope not left.
+        due = select(timers.c.instance_id).where(or_(and_(timers.c.status == "pending",
+                                                          timers.c.due_at <= overdue_at),
+                                                     timers.c.status == "escalated"))
         stmt = stmt.where(instances.c.id.in_(due))
     stmt = stmt.order_by(instances.c.created_at, instances.c.id).offset(offset)
     if limit is not None:
@@ -198,14 +201,15 @@ def schedule_timers(conn: Connection, instance_id: str, plans: Iterable[TimerPla
 
 
 def cancel_timers(conn: Connection, instance_id: str, timer_ids: Iterable[str] | None, now: dt.datetime) -> None:
-    """Cancel pending timers of the instance (all of them when `timer_ids` is None)."""
-    stmt = update(timers).where(timers.c.instance_id == instance_id, timers.c.status == "pending")
-    if timer_ids is not None:
-        names = list(timer_ids)
-        if not names:
-            return
-        stmt = stmt.where(timers.c.timer.in_(names))
-    conn.execute(stmt.values(status="cancelled", fired_at=now))
+    """Cancel pending timers (all of them when `timer_ids` is None); close escalations whose scope is left."""
+    names = None if timer_ids is None else list(timer_ids)
+    if names == []:
+        return
+    for old, new in (("pending", "cancelled"), ("escalated", "closed")):
+        stmt = update(timers).where(timers.c.instance_id == instance_id, timers.c.status == old)
+        if names is not None:
+            stmt = stmt.where(timers.c.timer.in_(names))
+        conn.execute(stmt.values(status=new) if old == "escalated" else stmt.values(status=new, fired_at=now))
 
 
 def pending_timers(conn: Connection, instance_id: str) -> list[tuple[int, str, dt.datetime]]:

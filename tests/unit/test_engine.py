@@ -229,7 +229,11 @@ def test_escalation_sets_flag_and_keeps_state(engine: Engine, clock: ManualClock
     assert (inst.state, inst.data["overdue"]) == ("open", True)
     assert engine.history(tid)[-1].event == "!deadline"
     assert any(m["payload"]["channel"] == "sms" for m in engine.outbox(tid))
-    assert [i.id for i in engine.list(overdue=True)] == []
+    assert [i.id for i in engine.list(overdue=True)] == [tid]
+    engine.fire(tid, "assign", data={"engineer": "e1"}, actor=CLERK)
+    assert [i.id for i in engine.list(overdue=True)] == [tid]  # still inside the deadline's scope
+    engine.fire(tid, "park", actor=ENGINEER)
+    assert engine.list(overdue=True) == []
 
 
 def test_call_state_starts_child_and_resumes_on_outcome(engine: Engine) -> None:
