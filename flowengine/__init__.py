@@ -24,7 +24,6 @@ from flowengine.hooks import ActionContext, GuardContext, HookRegistry, Refusal
 from flowengine.results import SYSTEM, Actor, HistoryEntry, Instance, Step, TimerInfo
 
 __all__ = [
-    "SYSTEM",
     "ActionContext",
     "Actor",
     "Clock",
@@ -46,6 +45,7 @@ __all__ = [
     "Problem",
     "Refusal",
     "RoleNotAllowed",
+    "SYSTEM",
     "Step",
     "StoreError",
     "SystemClock",

@@ -60,9 +60,8 @@ class Settings:
 
     def engine(self) -> Any:
         if self._engine is None:
-            from flowengine.engine import Engine
-
             from flowengine.calendar import WorkingCalendar
+            from flowengine.engine import Engine
 
             calendar = WorkingCalendar.from_file(self.calendar_file) if self.calendar_file else None
             self._engine = Engine(self.db, processes=self.processes, hooks=self.hooks(), clock=self.clock(),

@@ -10,7 +10,7 @@ from flowengine.hooks import GuardContext, HookRegistrationError, HookRegistry
 
 
 def test_all_is_sorted_and_complete() -> None:
-    public = sorted(n for n in dir(flowengine) if not n.startswith("_") and n[0].isupper() or n == "SYSTEM")
+    public = sorted(n for n in dir(flowengine) if (not n.startswith("_") and n[0].isupper()) or n == "SYSTEM")
     assert flowengine.__all__ == sorted(flowengine.__all__)
     assert set(flowengine.__all__) == set(public)
 
