@@ -417,6 +417,51 @@ def inbox(settings: Settings, role: str, as_json: bool) -> None:
     out.print(table)
 
 
+@main.command(name="migrate")
+@click.argument("process")
+@click.option("--from-version", type=int, required=True)
+@click.option("--to-version", type=int, required=True)
+@click.option("--map", "mappings", multiple=True, metavar="OLD=NEW", help="Map a state that the new version lacks.")
+@click.option("--dry-run", is_flag=True, help="Show what would move; change nothing.")
+@json_option
+@pass_settings
+def migrate_(settings: Settings, process: str, from_version: int, to_version: int, mappings: tuple[str, ...],
+             dry_run: bool, as_json: bool) -> None:
+    """Move running instances of PROCESS from one definition version to another, explicitly."""
+    mapping = {}
+    for item in mappings:
+        old, sep, new = item.partition("=")
+        if not sep or not old or not new:
+            raise click.BadParameter(f"'{item}' is not OLD=NEW", param_hint="--map")
+        mapping[old.strip()] = new.strip()
+    report = settings.engine().migrate(process, from_version=from_version, to_version=to_version, mapping=mapping,
+                                       dry_run=dry_run)
+    if as_json:
+        emit_json(report.to_json())
+        return
+    for item in report.items:
+        out.print(f"{item.instance_id}: {item.from_state} → {item.to_state}", markup=False)
+    verb = "would move" if dry_run else "moved"
+    out.print(f"{verb} {len(report.items)} instance{'s' if len(report.items) != 1 else ''} of {process} "
+              f"v{from_version} → v{to_version}", markup=False)
+
+
+@main.command()
+@json_option
+@pass_settings
+def versions(settings: Settings, as_json: bool) -> None:
+    """Every stored definition version (changed YAML creates a new one)."""
+    rows = [{"process": p, "version": v, "hash": h[:12], "created_at": c.isoformat(timespec="seconds")}
+            for p, v, h, c in settings.engine().versions()]
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table("process", "version", "hash", "created")
+    for r in rows:
+        table.add_row(r["process"], str(r["version"]), r["hash"], r["created_at"])
+    out.print(table)
+
+
 # -- scenarios and demo -------------------------------------------------------------------------
 
 @main.command(name="test")

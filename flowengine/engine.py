@@ -25,6 +25,7 @@ from flowengine.compile import CANCEL_EVENT, CANCELLED_STATE, CompiledProcess, c
 from flowengine.definition.loader import Definition, definition_from_json, load_directory
 from flowengine.errors import ConcurrencyConflict, FlowEngineError, InstanceExists, UnknownInstance, UnknownProcess
 from flowengine.hooks import HookRegistry
+from flowengine.migrate import MigrationReport, migrate
 from flowengine.results import SYSTEM, Actor, HistoryEntry, Instance, InstanceView, Status, Step
 from flowengine.runtime import Decision, Snapshot, decide, decide_start
 from flowengine.store import repository as repo
@@ -241,7 +242,7 @@ class Engine:
         decision = decide(compiled, snap, event, payload, actor, now, self._services(conn))
         step = self._apply(conn, compiled, snap, decision, actor, now, kind, details or {})
         if idempotency_key is not None:
-            repo.remember_key(conn, instance_id, idempotency_key, step.seq)
+            repo.remember_key(conn, instance_id, idempotency_key, step.seq, now)
         return step
 
     def _apply(self, conn: Connection, compiled: CompiledProcess, snap: Snapshot, decision: Decision, actor: Actor,
@@ -311,6 +312,16 @@ class Engine:
     def tick(self, now: dt.datetime | None = None) -> TickReport:
         """Fire every timer due at `now` (default: the clock) exactly once, in due order."""
         return tick(self, now or self.clock.now())
+
+    def migrate(self, process: str, *, from_version: int, to_version: int,
+                mapping: Mapping[str, str] | None = None, dry_run: bool = False,
+                actor: Actor = SYSTEM) -> MigrationReport:
+        """Move running instances of `process` between versions (all or nothing); see flowengine.migrate."""
+        return migrate(self, process, from_version, to_version, mapping or {}, dry_run=dry_run, actor=actor)
+
+    def versions(self) -> builtins.list[tuple[str, int, str, dt.datetime]]:
+        """Every stored (process, version, content hash, created_at)."""
+        return self._read(repo.list_definitions, "listing versions")
 
     def dispatch_outbox(self, deliver: Callable[[OutboxMessage], None], *, limit: int = 100) -> int:
         """Deliver pending outbox messages at least once; returns how many were delivered."""

@@ -286,8 +286,8 @@ def idempotent_seq(conn: Connection, instance_id: str, key: str) -> int | None:
     return None if value is None else int(value)
 
 
-def remember_key(conn: Connection, instance_id: str, key: str, seq: int) -> None:
-    conn.execute(insert(idempotency).values(instance_id=instance_id, key=key, seq=seq))
+def remember_key(conn: Connection, instance_id: str, key: str, seq: int, now: dt.datetime) -> None:
+    conn.execute(insert(idempotency).values(instance_id=instance_id, key=key, seq=seq, created_at=now))
 
 
 def next_number(conn: Connection, prefix: str, year: int) -> int:

@@ -92,6 +92,7 @@ history = Table(
     Column("kind", String(20), nullable=False),
     Column("details", Text, nullable=False),
     PrimaryKeyConstraint("instance_id", "seq"),
+    Index("ix_fe_history_at", "at"),
 )
 
 timers = Table(
@@ -128,6 +129,7 @@ idempotency = Table(
     Column("instance_id", String(200), nullable=False),
     Column("key", String(200), nullable=False),
     Column("seq", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=True),
     PrimaryKeyConstraint("instance_id", "key"),
 )
 
