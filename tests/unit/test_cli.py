@@ -73,7 +73,7 @@ def test_validate_reports_locations_and_exit_1(run, tmp_path: Path) -> None:  # 
     assert result.exit_code == 1
     assert f"{bad}:16:44: transitions[0].roles[0]: unknown role 'clark'" in result.output
     ok = run("validate")
-    assert ok.exit_code == 0 and "ok: 2 processes valid" in ok.output
+    assert ok.exit_code == 0 and "ok: 3 processes valid" in ok.output
 
 
 def test_schema_is_json_schema_of_the_format(run) -> None:  # type: ignore[no-untyped-def]
