@@ -73,7 +73,7 @@ def test_one_tick_never_chains_and_late_ticks_fire_in_due_order(db_url: str) -> 
     engine.dispose()
 
 
-def _tick_worker(url: str, now_iso: str, queue: "multiprocessing.Queue[int]") -> None:
+def _tick_worker(url: str, now_iso: str, queue: multiprocessing.Queue[int]) -> None:
     engine = Engine(url, processes=FIXTURES, hooks=fixture_hooks(), clock=ManualClock(dt.datetime.fromisoformat(
         now_iso)))
     queue.put(len(engine.tick().fired))
