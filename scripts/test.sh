@@ -13,4 +13,5 @@ fi
 python3 -m pip install -q -e '.[test]'
 python3 -m ruff check flowengine tests benchmarks examples
 python3 -m mypy
+lint-imports
 python3 -m pytest -q "$@"
