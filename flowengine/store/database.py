@@ -25,14 +25,21 @@ VERSION_TABLE = "fe_alembic_version"
 SQLITE_BUSY_MS = 30_000
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An SQLAlchemy engine for `url` with flowengine's connection settings."""
+def make_engine(url: str, *, sqlite_synchronous: str = "NORMAL", **kwargs: Any) -> Engine:
+    """An SQLAlchemy engine for `url` with flowengine's connection settings.
+
+    SQLite runs in WAL mode with `synchronous=NORMAL` by default, SQLite's recommendation for WAL: a
+    committed transaction survives a crash of the process (kill -9); an OS crash or power cut may lose
+    the last commits but never corrupts the file. Pass `sqlite_synchronous="FULL"` to fsync every commit.
+    """
+    if sqlite_synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
+        raise StoreError(f"sqlite_synchronous must be NORMAL, FULL or EXTRA, not {sqlite_synchronous!r}")
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     try:
         if url.startswith("sqlite"):
             engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_MS / 1000}, **kwargs)
-            _tune_sqlite(engine)
+            _tune_sqlite(engine, sqlite_synchronous.upper())
         else:
             engine = create_engine(url, pool_pre_ping=True, **kwargs)
     except (SQLAlchemyError, ImportError, ValueError) as exc:
@@ -40,7 +47,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return engine
 
 
-def _tune_sqlite(engine: Engine) -> None:
+def _tune_sqlite(engine: Engine, synchronous: str) -> None:
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn: Any, _record: Any) -> None:
         # Let us issue BEGIN ourselves (pysqlite's implicit transactions can't do IMMEDIATE).
@@ -50,13 +57,13 @@ def _tune_sqlite(engine: Engine) -> None:
             cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
         mode = "IMMEDIATE" if conn.get_execution_options().get("flowengine_write", True) else "DEFERRED"
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        conn.connection.driver_connection.execute(f"BEGIN {mode}")  # type: ignore[union-attr]
 
 
 @contextlib.contextmanager

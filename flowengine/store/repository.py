@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from flowengine.results import Actor, HistoryEntry, InstanceView, TimerInfo
 from flowengine.runtime import Snapshot, TimerPlan
+from flowengine.store import hotpath
 from flowengine.store.tables import counters, definitions, history, idempotency, instances, outbox, timers
 
 
@@ -62,14 +63,8 @@ _SNAPSHOT_COLUMNS = (instances.c.id, instances.c.process_id, instances.c.version
                      instances.c.started_by, instances.c.created_at)
 
 
-def get_snapshot(conn: Connection, instance_id: str, *, for_update: bool = False) -> Snapshot | None:
-    stmt = select(*_SNAPSHOT_COLUMNS).where(instances.c.id == instance_id)
-    if for_update and conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    row = conn.execute(stmt).first()
-    if row is None:
-        return None
-    return snapshot_of(row)
+def get_snapshot(conn: Connection, instance_id: str) -> Snapshot | None:
+    return hotpath.get_snapshot(conn, instance_id)
 
 
 def snapshot_of(row: Any) -> Snapshot:
@@ -96,11 +91,8 @@ def insert_instance(conn: Connection, snap: Snapshot, now: dt.datetime, origin_i
 
 
 def update_instance(conn: Connection, snap: Snapshot, expected_revision: int, now: dt.datetime) -> bool:
-    result = conn.execute(update(instances).where(
-        instances.c.id == snap.id, instances.c.revision == expected_revision).values(
-        state=snap.state, status=snap.status, data=dumps(snap.data), revision=snap.revision, version=snap.version,
-        updated_at=now))
-    return result.rowcount == 1
+    """The optimistic lock: False when the revision moved since it was read (someone else won)."""
+    return hotpath.update_instance(conn, snap, expected_revision, now, dumps(snap.data))
 
 
 def current_revision(conn: Connection, instance_id: str) -> int | None:
@@ -171,9 +163,8 @@ def handoffs(conn: Connection, origin_id: str) -> list[str]:
 def insert_history(conn: Connection, instance_id: str, seq: int, event: str, source: str | None, target: str,
                    actor: Actor, payload: dict[str, Any], at: dt.datetime, kind: str,
                    details: dict[str, Any]) -> None:
-    conn.execute(insert(history).values(
-        instance_id=instance_id, seq=seq, event=event, from_state=source, to_state=target, actor_id=actor.id,
-        actor_roles=dumps(sorted(actor.roles)), payload=dumps(payload), at=at, kind=kind, details=dumps(details)))
+    hotpath.insert_history(conn, instance_id, seq, event, source, target, actor.id, dumps(sorted(actor.roles)),
+                           dumps(payload), at, kind, dumps(details))
 
 
 def _entry(r: Any) -> HistoryEntry:

@@ -305,3 +305,15 @@ def test_list_filters(engine: Engine, clock: ManualClock) -> None:
     assert [i.id for i in engine.list(state="open")] == [a]
     assert [i.id for i in engine.list(process="ticket", status="running")] == [a, b]
     assert engine.list(process="subtask") == []
+
+
+def test_hot_path_writes_what_core_reads(engine: Engine, clock: ManualClock) -> None:
+    tid = start(engine)
+    at = T0 + dt.timedelta(hours=2, microseconds=123456)
+    clock.set(at)
+    engine.fire(tid, "note", data={"note": "é 中文 \"quoted\""}, actor=CLERK)
+    entry = engine.history(tid)[-1]
+    assert (entry.at, entry.payload, entry.actor) == (at, {"note": "é 中文 \"quoted\""}, CLERK)
+    inst = engine.get(tid)
+    assert (inst.updated_at, inst.created_at, inst.data["note"]) == (at, T0, "é 中文 \"quoted\"")
+    assert [i.id for i in engine.list(state="open")] == [tid]
