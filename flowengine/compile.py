@@ -62,6 +62,10 @@ class CompiledProcess:
     events_by_state: dict[str, tuple[str, ...]]
     scopes: dict[str, frozenset[str]]  # state → timer ids whose scope holds it
     finals: frozenset[str]
+    event_roles: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
+    actions: tuple[list[tuple[str, Any]], ...] = ()  # per transition index: (handler name, action)
+    start_actions: list[tuple[str, Any]] = field(default_factory=list)
+    timer_actions: dict[str, list[tuple[str, Any]]] = field(default_factory=dict)
     conditions: dict[str, Evaluator] = field(default_factory=dict)
     whens: dict[int, Evaluator] = field(default_factory=dict)  # id(action) → its compiled `when`
     machine: Any = None
@@ -275,7 +279,15 @@ class _Compiler:
             start_required=frozenset(n for n, f in start_fields.items() if f.start == "required"),
             start_fields=start_fields, rows={k: tuple(v) for k, v in rows.items()}, payloads=payloads,
             events_by_state=events_by_state, scopes={k: frozenset(v) for k, v in scopes.items()},
-            finals=finals, conditions=self.named, whens=whens, machine=machine)
+            finals=finals, conditions=self.named, whens=whens, machine=machine,
+            event_roles={key: frozenset().union(*(r.roles for r in rs)) for key, rs in rows.items()},
+            actions=tuple(_handlers(t.actions) for t in spec.transitions),
+            start_actions=_handlers(spec.on_start),
+            timer_actions={tid: _handlers(tm.escalate or []) for tid, tm in spec.timers.items()})
+
+
+def _handlers(actions: Any) -> list[tuple[str, Any]]:
+    return [("do_" + a.verb, a) for a in actions]
 
 
 def compile_process(definition: Definition, hooks: HookRegistry, version: int) -> CompiledProcess:

@@ -179,8 +179,13 @@ def typed(spec: FieldSpec | None, value: Any, tz: ZoneInfo) -> Any:
     return value
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def to_json_native(value: Any, tz: ZoneInfo) -> Any:
     """A hook's Python value (Decimal, datetime…) as stored JSON, without a schema."""
+    if type(value) in _PLAIN:
+        return value
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, dt.datetime):

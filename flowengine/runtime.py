@@ -110,9 +110,22 @@ def _evaluate(name: str, evaluator: Any, ctx: GuardContext) -> bool | Refusal:
 
 def validate_payload(compiled: CompiledProcess, state: str, event: str, payload: Mapping[str, Any]) -> dict[str, Any]:
     rule = compiled.payloads[(state, event)]
-    values, errors = validate_fields(rule.allowed, payload, compiled.tz, f"of event '{event}'")
-    missing = sorted(n for n in rule.required if is_empty(payload.get(n)))
-    errors.extend(f"'{n}' is required by event '{event}'" for n in missing)
+    allowed, tz = rule.allowed, compiled.tz
+    values: dict[str, Any] = {}
+    errors: list[str] = []
+    for name, value in payload.items():
+        spec = allowed.get(name)
+        if spec is None:
+            known = ", ".join(sorted(allowed)) or "none"
+            errors.append(f"'{name}' is not a field of event '{event}'; allowed: {known}")
+            continue
+        try:
+            values[name] = coerce(spec, value, tz, name)
+        except Invalid as exc:
+            errors.append(str(exc))
+    for name in rule.required:
+        if is_empty(payload.get(name)):
+            errors.append(f"'{name}' is required by event '{event}'")
     if errors:
         raise DataValidationError(errors, where=f"payload of '{event}'")
     return values
@@ -161,11 +174,11 @@ class _Effects:
         return evaluate_value(self.compiled, value, self.data, self.actor, self.now, self.services,
                               lambda: self.guard_ctx())
 
-    def run(self, actions: list[Action]) -> None:
-        for action in actions:
+    def run(self, actions: list[tuple[str, Action]]) -> None:
+        for handler, action in actions:
             if action.when is not None and not self.compiled.whens[id(action)](self.guard_ctx()):
                 continue
-            getattr(self, "do_" + action.verb)(action)
+            getattr(self, handler)(action)
 
     def do_create_form(self, action: Action, *, new: bool = False) -> None:
         form_id = action.create_form or action.create_new_form
@@ -330,44 +343,61 @@ def decide(compiled: CompiledProcess, snap: Snapshot, event: str, payload: Mappi
     rows = compiled.rows.get((state, event))
     if not rows:
         raise EventNotAllowed(snap.id, state, event, compiled.allowed_events(state))
-    roles = compiled.roles_for(state, event)
+    roles = compiled.event_roles[(state, event)]
     if not roles & actor.roles:
         raise RoleNotAllowed(snap.id, state, event, compiled.allowed_events(state),
                              sorted(actor.roles), sorted(roles))
     values = validate_payload(compiled, state, event, payload)
     data = {**snap.data, **values}
-    effects = _Effects(compiled, snap, event, data, values, actor, now, services, roles, state)
-    ctx = effects.guard_ctx()
+    effects: _Effects | None = None  # built only if a condition, guard or action needs it
+    ctx: GuardContext | None = None
     checks: list[GuardCheck] = []
     chosen: CompiledRow | None = None
     for row in rows:
         if row.if_ is None:
             chosen = row
             break
+        effects = effects or _Effects(compiled, snap, event, data, values, actor, now, services, roles, state)
+        ctx = ctx or effects.guard_ctx()
         result = _evaluate(row.if_text or "if", row.if_, ctx)
         checks.append(GuardCheck(f"if {row.if_text}", bool(result), None))
         if result:
             chosen = row
             break
-    allowed = compiled.allowed_events(state)
     if chosen is None:
-        raise GuardRejected(snap.id, state, event, allowed, " / ".join(r.if_text or "" for r in rows),
-                            "no branch condition holds")
+        raise GuardRejected(snap.id, state, event, compiled.allowed_events(state),
+                            " / ".join(r.if_text or "" for r in rows), "no branch condition holds")
     if not chosen.roles & actor.roles:
-        raise RoleNotAllowed(snap.id, state, event, allowed, sorted(actor.roles), sorted(chosen.roles))
+        raise RoleNotAllowed(snap.id, state, event, compiled.allowed_events(state), sorted(actor.roles),
+                             sorted(chosen.roles))
     for name, guard in chosen.guards:
+        effects = effects or _Effects(compiled, snap, event, data, values, actor, now, services, roles, state)
+        ctx = ctx or effects.guard_ctx()
         result = _evaluate(name, guard, ctx)
         reason = result.reason if isinstance(result, Refusal) else None
         checks.append(GuardCheck(name, bool(result), reason))
         if not result:
-            raise GuardRejected(snap.id, state, event, allowed, name, reason or f"'{name}' does not hold")
-    effects.target = chosen.target
-    effects.row_roles = chosen.roles
-    effects.run(list(compiled.spec.transitions[chosen.spec_index].actions))
-    new_data = validate_data(compiled, data, f"data after '{event}'")
+            raise GuardRejected(snap.id, state, event, compiled.allowed_events(state), name,
+                                reason or f"'{name}' does not hold")
+    actions = compiled.actions[chosen.spec_index]
+    messages: list[Message] = []
+    handoffs: list[ChildPlan] = []
+    if actions:
+        effects = effects or _Effects(compiled, snap, event, data, values, actor, now, services, roles, state)
+        messages, handoffs = effects.outbox.messages, effects.handoffs
+        effects.target = chosen.target
+        effects.row_roles = chosen.roles
+        effects.run(actions)
+        # Only what the actions changed needs checking: the rest was valid before or is the checked payload.
+        before = {**snap.data, **values}
+        changed = {k: v for k, v in data.items() if k != FORMS and (k not in before or before[k] is not v)}
+        new_data = {k: v for k, v in data.items() if k in changed or k == FORMS or k in before}
+        new_data.update(validate_data(compiled, changed, f"data after '{event}'"))
+    else:
+        new_data = data
     cancel, schedule = plan_timers(compiled, state, chosen.target, chosen.self_loop, new_data, now, services)
     decision = Decision(event, state, chosen.target, compiled.status_of(chosen.target), new_data, values, chosen,
-                        chosen.self_loop, checks, effects.outbox.messages, effects.handoffs,
+                        chosen.self_loop, checks, messages, handoffs,
                         cancel_timers=cancel, schedule=schedule)
     if not chosen.self_loop:
         decision.call = child_plan(compiled, chosen.target, new_data, actor, now, services)
@@ -394,7 +424,7 @@ def decide_start(compiled: CompiledProcess, snap: Snapshot, data: Mapping[str, A
     working = dict(values)
     effects = _Effects(compiled, snap, "start", working, values, actor, now, services,
                        frozenset(spec.start_roles), spec.initial)
-    effects.run(list(spec.on_start))
+    effects.run(compiled.start_actions)
     new_data = validate_data(compiled, working, "data after on_start")
     _, schedule = plan_timers(compiled, None, spec.initial, False, new_data, now, services)
     decision = Decision("start", None, spec.initial, compiled.status_of(spec.initial), new_data, values,
@@ -406,11 +436,10 @@ def decide_start(compiled: CompiledProcess, snap: Snapshot, data: Mapping[str, A
 def decide_escalation(compiled: CompiledProcess, snap: Snapshot, timer_id: str, actor: Actor, now: dt.datetime,
                       services: Services) -> Decision:
     """A timer's escalation: its actions run, the state does not change."""
-    timer = compiled.timer(timer_id)
     data = dict(snap.data)
     effects = _Effects(compiled, snap, f"!{timer_id}", data, {}, actor, now, services, frozenset({"system"}),
                        snap.state)
-    effects.run(list(timer.escalate or ()))
+    effects.run(compiled.timer_actions[timer_id])
     new_data = validate_data(compiled, data, f"data after timer '{timer_id}'")
     return Decision(f"!{timer_id}", snap.state, snap.state, snap.status, new_data, {}, self_loop=True,
                     messages=effects.outbox.messages, handoffs=effects.handoffs)
