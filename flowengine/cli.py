@@ -72,6 +72,9 @@ class Settings:
 def load_hook_module(spec: str) -> HookRegistry:
     """`package.module` (its `hooks` attribute) or `package.module:attribute`: named by the operator."""
     module_name, _, attr = spec.partition(":")
+    # Like uvicorn: a hooks.py in the working directory is importable by name.
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -549,6 +552,15 @@ def demo(settings: Settings, process_id: str, scenarios: Path) -> None:
         for f in result.failures:
             err.print(f"demo step failed: {f}", markup=False)
         sys.exit(1)
+
+
+from flowengine.render.command import render  # noqa: E402
+
+main.add_command(render)
+
+from flowengine.scaffold import init  # noqa: E402
+
+main.add_command(init)
 
 
 if __name__ == "__main__":  # pragma: no cover

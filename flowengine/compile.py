@@ -94,10 +94,11 @@ class CompiledProcess:
         return frozenset(out)
 
     def allowed_events(self, state: str, roles: frozenset[str] | None = None) -> tuple[str, ...]:
+        """Events a person may fire here (all of them with `roles=None`), never those only `system` fires."""
         events = self.events_by_state.get(state, ())
         if roles is None:
-            return events
-        return tuple(e for e in events if self.roles_for(state, e) & roles)
+            return tuple(e for e in events if self.event_roles[(state, e)] - {"system"})
+        return tuple(e for e in events if self.event_roles[(state, e)] & roles)
 
 
 class _Compiler:

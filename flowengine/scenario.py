@@ -64,7 +64,7 @@ class StepSpec(Model):
     tick: Instant | None = None
     start: str | None = None  # a process id: start another instance
     as_: str | None = Field(default=None, alias="as")
-    on: str | None = None
+    instance: str | None = None  # main (default), child, child.child, or an alias from `start ... as:`
     at: Instant | None = None
     actor: ActorField | None = None
     payload: dict[str, Any] = {}
@@ -161,7 +161,7 @@ class ScenarioRunner:
             if target < clock.now():
                 raise _Failure(f"{where}: time {target.isoformat()} is before the clock ({clock.now().isoformat()})")
             clock.set(target)
-        instance_id = self.resolve(step.on or "main", aliases, where)
+        instance_id = self.resolve(step.instance or "main", aliases, where)
         try:
             if step.fire is not None:
                 assert step.actor is not None
@@ -177,7 +177,10 @@ class ScenarioRunner:
             elif step.tick is not None:
                 report = self.engine.tick()
                 self.report("tick", report)
-                self.check(step.expect, instance_id, None, [f.timer for f in report.fired], where)
+                # Other scenarios' instances may share the database: count only this scenario's family.
+                family = self.family(aliases.values())
+                fired = [f.timer for f in report.fired if f.instance_id in family]
+                self.check(step.expect, instance_id, None, fired, where)
             else:
                 self.check(step.expect, instance_id, None, None, where)
         except FlowEngineError as exc:
@@ -202,12 +205,25 @@ class ScenarioRunner:
         for part in rest:
             if part != "child":
                 raise _Failure(f"{where}: can't follow '{part}' in '{on}'")
-            kids = self.engine.children(current)
-            if not kids:
+            kids = {k.id for k in self.engine.children(current)}
+            # The child the parent started most recently, by its history (ids and times can tie).
+            started = [sid for h in self.engine.history(current) for sid in h.details.get("started", ())
+                       if sid in kids]
+            if not started:
                 raise _Failure(f"{where}: {current} has no child instance")
-            running = [k for k in kids if k.status == "running"]
-            current = (running or list(kids))[-1].id
+            current = started[-1]
         return current
+
+    def family(self, roots: Iterable[str]) -> set[str]:
+        """The given instances and every instance they started (children and hand-offs), transitively."""
+        seen: set[str] = set()
+        todo = list(roots)
+        while todo:
+            iid = todo.pop()
+            if iid not in seen:
+                seen.add(iid)
+                todo.extend(self.engine.get(iid).children)
+        return seen
 
     def check(self, expect: Expect | None, instance_id: str, step: Step | None, fired: list[str] | None,
               where: str) -> None:

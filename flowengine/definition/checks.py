@@ -36,7 +36,7 @@ def _hint(name: str, options: Iterable[str], what: str) -> str:
     options = sorted(options)
     close = difflib.get_close_matches(name, options, n=1)
     text = f"did you mean '{close[0]}'? " if close else ""
-    return text + (f"{what}: {', '.join(options)}" if options else f"no {what} are declared")
+    return text + (f"{what}: {', '.join(options)}" if options else f"none exist ({what})")
 
 
 class _Checker:

@@ -9,6 +9,16 @@ from flowengine.hooks import HookRegistry
 
 hooks = HookRegistry("shipped")
 
-from flowengine.shipped import common  # noqa: E402,F401  (registers into `hooks`)
+# Imported for their registrations, after `hooks` exists.
+from flowengine.shipped import (  # noqa: E402, F401
+    bank_equipment_repair,
+    common,
+    complaint_handling,
+    fault_report_95598,
+    new_customer_archiving,
+    order_review,
+    order_to_cash,
+    repair_service,
+)
 
 __all__ = ["hooks"]

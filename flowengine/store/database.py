@@ -16,7 +16,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from flowengine.errors import StoreError
 
@@ -71,10 +71,26 @@ def store_errors(action: str) -> Iterator[None]:
     """Turn driver errors into StoreError with one clear line; the transaction has rolled back."""
     try:
         yield
-    except OperationalError as exc:
-        raise StoreError(f"database error while {action}: {_first_line(exc)}") from exc
     except DBAPIError as exc:
         raise StoreError(f"database error while {action}: {_first_line(exc)}") from exc
+    except Exception as exc:
+        # The hot path talks to the DBAPI cursor directly, so its errors arrive unwrapped.
+        if not _is_driver_error(exc):
+            raise
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StoreError(f"database error while {action}: {text}") from exc
+
+
+def _is_driver_error(exc: BaseException) -> bool:
+    import sqlite3
+
+    if isinstance(exc, sqlite3.Error):
+        return True
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - PostgreSQL support is an extra
+        return False
+    return isinstance(exc, psycopg.Error)
 
 
 def _first_line(exc: DBAPIError) -> str:

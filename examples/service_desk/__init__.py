@@ -1,0 +1,1 @@
+"""An HTTP service desk embedding flowengine (FastAPI); see README.md."""
