@@ -74,11 +74,11 @@ def render(source: ProcessSpec | Definition | CompiledProcess, *, format: Format
     `lang` defaults to the definition's `lang`. With `instance` (and its `history`), the current
     state, visited states, taken edges and events allowed now are highlighted.
     """
+    if format not in FORMATS:
+        raise ValueError(f"unknown diagram format {format!r}; use one of {', '.join(FORMATS)}")
     graph = diagram(source, lang=lang, instance=instance, history=history)
     if format == "mermaid":
         return render_mermaid(graph)
-    if format not in FORMATS:
-        raise ValueError(f"unknown diagram format {format!r}; use one of {', '.join(FORMATS)}")
     dot = render_dot(graph)
     if format == "dot":
         return dot

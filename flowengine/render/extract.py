@@ -125,7 +125,10 @@ class DiagramGraph:
     highlight: Highlight = field(default_factory=Highlight)
 
     def node(self, node_id: str) -> DiagramNode:
-        return next(n for n in self.nodes if n.id == node_id)
+        for n in self.nodes:
+            if n.id == node_id:
+                return n
+        raise KeyError(node_id)
 
     def role_label(self, role: str) -> str:
         return next((r.label for r in self.roles if r.id == role), role)
@@ -170,7 +173,8 @@ def extract(spec: ProcessSpec, lang: str | None = None, *, current: str | None =
     `*` rows (every non-final state, e.g. `cancel`, `add_note`) become ONE edge each, from the
     `ANY_STATE` pseudo-node, instead of one arrow per state. A timer with `fire:` adds a dashed
     timer edge from each scope state (a system-only row it fires is drawn as that timer edge, not
-    twice); an escalation timer becomes a `TimerNote` on each scope state.
+    twice); an escalation timer is a `TimerNote` on each scope state (drawn once per timer, see
+    `DiagramGraph.escalations`).
 
     With `current` (an instance's state) and `history`, the graph carries a `Highlight`: visited
     states, taken edges, and the events allowed now (`allowed`, default: every event with a row

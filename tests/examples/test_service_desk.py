@@ -241,8 +241,6 @@ def test_broken_database_is_503(client: TestClient, db_path: Path) -> None:
     assert body["error"] == "StoreError" and "no such table" in body["message"]
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: flowengine/store/hotpath.py runs driver SQL outside "
-                   "store_errors, so a driver error escapes as sqlite3.OperationalError, not StoreError")
 def test_broken_database_on_the_hot_path_is_503(client: TestClient, db_path: Path) -> None:
     inst = start(client)
     break_table(db_path, "fe_instances")

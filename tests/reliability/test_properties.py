@@ -12,9 +12,10 @@ roles and payloads never corrupt an instance; random start data is accepted vali
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -56,7 +57,7 @@ PROCESS_KEYS = ["format", "process", "title", "description", "lang", "timezone",
 ODD_VALUES: list[Any] = [None, 0, -1, 2**64, 1.5, float("inf"), True, False, "", "x", "*", "yes", "on", "P1D",
                          "Mars/Olympus", "../../etc/passwd", "os.system", "__import__", [], {}, [1, [2]],
                          {"a": {"b": None}}, "2026-02-30", "PT-1H", "9999-12-31T23:59:59-12:00", "x" * 300]
-SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def source_text(path: Path) -> str:
@@ -198,7 +199,7 @@ def test_textual_mutants_fail_only_as_located_definition_errors(text: str) -> No
 
 
 @pytest.mark.slow
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(prefix=st.binary(max_size=64), source=st.sampled_from(SOURCES), cut=st.floats(0, 1),
        suffix=st.binary(max_size=64))
 def test_random_bytes_in_a_process_file_fail_only_as_located_definition_errors(
@@ -243,21 +244,28 @@ REFUSALS = (EventNotAllowed, DataValidationError)  # EventNotAllowed covers Role
 
 @dataclass
 class Target:
-    label: str
     process: str
-    folder: Path
+    definitions: Mapping[str, Definition]
     hooks: HookRegistry
 
 
-def shipped_targets() -> list[Any]:
+@functools.cache
+def shipped_definitions() -> Mapping[str, Definition] | DefinitionError:
+    """processes/ parsed once for every test (PyYAML's pure-Python parser is the slow part)."""
     try:
-        ids = sorted(load_directory(PROCESSES, hooks=shipped_hooks.names()))
+        return load_directory(PROCESSES, hooks=shipped_hooks.names())
     except DefinitionError as exc:
-        return [pytest.param(None, marks=pytest.mark.skip(reason=f"processes/ does not load: {exc.problems[0]}"))]
-    return [pytest.param(Target(p, p, PROCESSES, shipped_hooks), id=p) for p in ids]
+        return exc
 
 
-TARGETS = [pytest.param(Target("ticket", "ticket", FIXTURES, fixture_hooks()), id="ticket"), *shipped_targets()]
+def targets() -> list[Any]:
+    out = [pytest.param(Target("ticket", load_directory(FIXTURES, hooks=fixture_hooks().names()), fixture_hooks()),
+                        id="ticket")]
+    shipped = shipped_definitions()
+    if isinstance(shipped, DefinitionError):
+        reason = f"processes/ does not load: {shipped.problems[0]}"
+        return [*out, pytest.param(None, id="processes", marks=pytest.mark.skip(reason=reason))]
+    return out + [pytest.param(Target(p, shipped, shipped_hooks), id=p) for p in sorted(shipped)]
 
 
 def replay_problems(engine: Engine, iid: str) -> list[str]:
@@ -363,17 +371,17 @@ class FiringMachine(RuleBasedStateMachine):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("target", targets())
 def test_random_fires_never_leave_an_instance_outside_its_definition(target: Target, db_url: str) -> None:
     clock = ManualClock(T0)
-    engine = Engine(db_url, processes=target.folder, hooks=target.hooks, clock=clock)
+    engine = Engine(db_url, processes=target.definitions, hooks=target.hooks, clock=clock)
     counts = dict.fromkeys(("instances", "refused_starts", "fired", "refused", "timers"), 0)
     machine = type("Machine", (FiringMachine,), {"engine": engine, "clock": clock, "process": target.process,
                                                   "counts": counts})
     examples = 40 if target.process == "ticket" else 8
     run_state_machine_as_test(machine, settings=settings(max_examples=examples, stateful_step_count=20,
                                                          deadline=None, suppress_health_check=list(HealthCheck)))
-    report(f"properties/state-machine/{target.label}", db_url, **counts)
+    report(f"properties/state-machine/{target.process}", db_url, **counts)
     assert counts["instances"] > 0, "no instance could be started: the random walk tested nothing"
     engine.dispose()
 
