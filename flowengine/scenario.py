@@ -129,6 +129,7 @@ class ScenarioRunner:
     def __init__(self, engine: Any, *, report: Reporter | None = None) -> None:
         self.engine = engine
         self.report = report or (lambda kind, obj: None)
+        self.aliases: dict[str, str] = {}
 
     def run(self, spec: ScenarioSpec, file: Path | None = None) -> ScenarioResult:
         result = ScenarioResult(spec.scenario, file)
@@ -136,7 +137,7 @@ class ScenarioRunner:
         start_at = parse_instant(spec.start.at, tz or "Asia/Shanghai") if spec.start.at else None
         clock = ManualClock(start_at or dt.datetime.now(dt.UTC))
         saved, self.engine.clock = self.engine.clock, clock
-        aliases: dict[str, str] = {}
+        aliases = self.aliases = {}
         try:
             main = self.engine.start(spec.process, data=spec.start.data, actor=_actor(spec.start.actor))
             aliases["main"] = result.instance_id = main.id
@@ -256,6 +257,13 @@ class ScenarioRunner:
         compiled = self.engine.compiled(inst.process, inst.version)
         out = []
         for name, want in expected.items():
+            if isinstance(want, Mapping) and set(want) == {"instance_id"}:
+                # `{instance_id: alias}`: the id of another instance of this scenario (e.g. a linked report).
+                alias = str(want["instance_id"])
+                if alias not in self.aliases:
+                    out.append(f"data.{name}: unknown instance alias '{alias}'")
+                    continue
+                want = self.aliases[alias]
             spec = compiled.fields.get(name)
             try:
                 want_n = coerce(spec, want, compiled.tz, name) if spec is not None and want is not None else want

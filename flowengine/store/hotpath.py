@@ -19,6 +19,7 @@ from flowengine.runtime import Snapshot
 
 _SELECT = ("SELECT id, process_id, version, state, status, data, revision, parent_id, started_by, created_at "
            "FROM fe_instances WHERE id = {id}")
+_SELECT_FOR_UPDATE = _SELECT + " FOR UPDATE"
 _UPDATE = ("UPDATE fe_instances SET state = {state}, status = {status}, data = {data}, revision = {revision}, "
            "version = {version}, updated_at = {updated_at} WHERE id = {id} AND revision = {expected}")
 _HISTORY = ("INSERT INTO fe_history (instance_id, seq, event, from_state, to_state, actor_id, actor_roles, payload, "
@@ -66,7 +67,13 @@ def _execute(conn: Connection, template: str, params: dict[str, Any]) -> Any:
 
 
 def get_snapshot(conn: Connection, instance_id: str) -> Snapshot | None:
-    cursor = _execute(conn, _SELECT, {"id": instance_id})
+    """The instance row; in a PostgreSQL write transaction it is locked (FOR UPDATE) until commit.
+
+    The lock makes fires without an expected revision queue behind each other instead of failing, as
+    BEGIN IMMEDIATE already does on SQLite; a fire with `expected_revision` still gets its conflict.
+    """
+    lock = conn.dialect.name == "postgresql" and conn.get_execution_options().get("flowengine_write", False)
+    cursor = _execute(conn, _SELECT_FOR_UPDATE if lock else _SELECT, {"id": instance_id})
     row = cursor.fetchone()
     cursor.close()
     if row is None:
