@@ -1,7 +1,7 @@
 """The `flowengine` command: a thin client of `Engine` (click for parsing, rich for output).
 
 Every `FlowEngineError` is caught in one place, printed as one `error: ...` line on stderr, and exits
-with its class's `exit_code` (documented in docs/cli.md); `--debug` shows the traceback instead.
+with its class's `exit_code` (documented in docs/reference/cli.md); `--debug` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from flowengine.errors import DefinitionError, FlowEngineError, Problem
@@ -360,7 +361,7 @@ def print_history(entries: Sequence[HistoryEntry], tz: Any) -> None:
     table = Table("seq", "at", "event", "from", "to", "actor", "payload")
     for e in entries:
         table.add_row(str(e.seq), e.at.astimezone(tz).isoformat(timespec="minutes"), e.event, e.source or "", e.target,
-                      f"{e.actor.id} [{', '.join(sorted(e.actor.roles))}]",
+                      escape(f"{e.actor.id} [{', '.join(sorted(e.actor.roles))}]"),
                       json.dumps(e.payload, ensure_ascii=False, default=str) if e.payload else "")
     out.print(table)
 

@@ -51,8 +51,8 @@ Errors are printed as one `error: ...` line on stderr (a definition problem as `
 
 def _error_classes() -> list[type[BaseException]]:
     import flowengine
-    import flowengine.cli  # noqa: F401  (imports every module whose errors the CLI can raise)
-    import flowengine.hooks  # noqa: F401
+    import flowengine.cli  # imports every module whose errors the CLI can raise
+    import flowengine.hooks
 
     found: list[type[BaseException]] = []
     todo: list[type[BaseException]] = [flowengine.FlowEngineError]

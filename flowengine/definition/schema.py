@@ -11,6 +11,7 @@ import re
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 ID_PATTERN = r"^[a-z][a-z0-9_]*$"
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
@@ -71,11 +72,13 @@ class Value(Model):
     actor: Literal["id"] | None = None
     condition: str | None = None
     form_number: str | None = None
-    has_const: bool = Field(default=False, exclude=True)
+    has_const: SkipJsonSchema[bool] = Field(default=False, exclude=True)  # internal: `const: null` was written
 
     @model_validator(mode="before")
     @classmethod
     def _mark_const(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "has_const" in data:
+            raise ValueError("unknown key 'has_const'")
         if isinstance(data, dict) and "const" in data:
             return {**data, "has_const": True}
         return data

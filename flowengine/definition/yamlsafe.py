@@ -45,31 +45,43 @@ for _tag, _regexp, _first in [
     _Resolver.add_implicit_resolver(_tag, _regexp, _first)
 
 
-class _Composer(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, yaml.composer.Composer,
-                yaml.constructor.SafeConstructor, _Resolver):
+class _PyEventSource(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser):
+    """PyYAML's pure-Python scanner and parser, for a PyYAML built without libyaml."""
+
     def __init__(self, stream: str) -> None:
         yaml.reader.Reader.__init__(self, stream)
         yaml.scanner.Scanner.__init__(self)
         yaml.parser.Parser.__init__(self)
+
+
+_EventSource: Any = getattr(yaml.cyaml, "CParser", None) or _PyEventSource
+
+
+# libyaml (when present) scans and parses; composing stays in Python so written tags, duplicate keys and
+# every node's location are seen. The pure-Python scanner was 90% of the load time of a process file.
+# libyaml marks a plain scalar with style "" where PyYAML uses None: test `not node.style`.
+class _Composer(yaml.composer.Composer, _EventSource, yaml.constructor.SafeConstructor, _Resolver):  # type: ignore[misc]
+    def __init__(self, stream: str) -> None:
+        _EventSource.__init__(self, stream)
         yaml.composer.Composer.__init__(self)
         yaml.constructor.SafeConstructor.__init__(self)
         _Resolver.__init__(self)
 
     # Composed nodes forget whether a tag was written; remember it, since every written tag is refused.
     def compose_scalar_node(self, anchor: Any) -> ScalarNode:
-        explicit = self.peek_event().tag not in (None, "!")  # type: ignore[no-untyped-call]
+        explicit = self.peek_event().tag not in (None, "!")
         node = super().compose_scalar_node(anchor)
         node.explicit_tag = explicit  # type: ignore[attr-defined]
         return node
 
     def compose_sequence_node(self, anchor: Any) -> SequenceNode:
-        explicit = self.peek_event().tag not in (None, "!")  # type: ignore[no-untyped-call]
+        explicit = self.peek_event().tag not in (None, "!")
         node = super().compose_sequence_node(anchor)
         node.explicit_tag = explicit  # type: ignore[attr-defined]
         return node
 
     def compose_mapping_node(self, anchor: Any) -> MappingNode:
-        explicit = self.peek_event().tag not in (None, "!")  # type: ignore[no-untyped-call]
+        explicit = self.peek_event().tag not in (None, "!")
         node = super().compose_mapping_node(anchor)
         node.explicit_tag = explicit  # type: ignore[attr-defined]
         return node
@@ -131,7 +143,7 @@ class _Builder:
                                                   "process files are plain data: remove the tag"))
             return None
         if isinstance(node, ScalarNode):
-            if node.style is None and node.tag.endswith(":str") and YAML11_BOOLS.match(node.value):
+            if not node.style and node.tag.endswith(":str") and YAML11_BOOLS.match(node.value):
                 self.problems.append(self.doc.problem(
                     path, f"'{node.value}' is a YAML 1.1 boolean",
                     f"write true/false for a flag, or quote it ('{node.value}') for text"))
@@ -146,11 +158,11 @@ class _Builder:
                 self.problems.append(Problem(self.doc.file, *_pos(key_node), format_path(path),
                                              "a key must be a plain scalar, without a tag"))
                 continue
-            if key_node.value == "<<" and key_node.style is None:
+            if key_node.value == "<<" and not key_node.style:
                 self.problems.append(Problem(self.doc.file, *_pos(key_node), format_path(path),
                                              "merge keys (<<) are not allowed", "write the keys out"))
                 continue
-            if key_node.style is None and YAML11_BOOLS.match(key_node.value):
+            if not key_node.style and YAML11_BOOLS.match(key_node.value):
                 self.problems.append(Problem(
                     self.doc.file, *_pos(key_node), format_path(path), f"'{key_node.value}' is a YAML 1.1 boolean",
                     f"quote the key ('{key_node.value}') if it is a name"))

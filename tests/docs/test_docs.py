@@ -12,6 +12,9 @@ Conventions for fenced blocks in README.md and docs/**/*.md (write docs with the
                                 lines set the environment for the page's later commands. Other lines
                                 (pip, cd, mkdir...) are not run.
 - ```shell, ```text, ```yaml... shown only (```shell: commands that can't run here, e.g. a worker).
+  But a ```text block right after a ```bash block is that block's output, and each of its lines that
+  reports a definition problem (`path:line:col: ...`) must appear in what the commands printed, so a
+  documented error location can't go stale.
 
 Each page runs in a temporary directory holding copies of the repository's `processes/` and `examples/`
 (so commands written for the repository root work), the page's files written as it goes, and an
@@ -42,6 +45,7 @@ EMPTY_DIR_MARK = "<!-- docs-test: empty-dir -->"
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})\s*(?P<lang>[\w+-]*)\s*(?P<attrs>[^`]*)$")
 TITLE = re.compile(r'title="(?P<title>[^"]+)"')
 EXIT = re.compile(r"#\s*exit\s+(?P<code>\d+)\s*$")
+PROBLEM_LINE = re.compile(r"^\S+:\d+:\d+: ")
 
 
 @dataclass(frozen=True)
@@ -124,14 +128,23 @@ class PageRun:
         self.namespace: dict[str, Any] = {"__name__": f"docs_{page.stem.replace('-', '_')}"}
         self.env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("FLOWENGINE_")}
         self.runner = CliRunner()
+        self.output: str | None = None  # what the previous block's commands printed, if it was ```bash
 
     def run(self, block: Block) -> None:
+        printed, self.output = self.output, None
+        if block.lang == "text" and printed is not None:
+            for line in block.text.splitlines():
+                if PROBLEM_LINE.match(line):
+                    assert line in printed, f"{block.where}: `{line}` is not what the command printed:\n{printed}"
+        if not runnable(block):
+            return
         if block.title is not None:
             self.write(block)
         elif block.lang == "python":
             code = compile(block.text, block.where, "exec")
             exec(code, self.namespace)
         elif block.lang == "bash":
+            self.output = ""
             for line in _logical_lines(block.text):
                 if _is_export(line):
                     for assignment in shlex.split(line[len("export "):]):
@@ -162,6 +175,8 @@ class PageRun:
             f"{block.where}: `{line}` exited {result.exit_code}, expected {code}\n{result.output}")
         if redirect is not None:
             (self.workdir / redirect).write_text(result.stdout, encoding="utf-8")
+        else:
+            self.output = (self.output or "") + result.output
 
 
 @contextlib.contextmanager
@@ -172,6 +187,7 @@ def page_directory(page: Path, workdir: Path) -> Iterator[None]:
             if (ROOT / name).is_dir():
                 shutil.copytree(ROOT / name, workdir / name, ignore=ignore)
     before = set(sys.modules)
+    saved_path = list(sys.path)
     sys.path.insert(0, str(workdir))
     old = Path.cwd()
     os.chdir(workdir)
@@ -179,7 +195,7 @@ def page_directory(page: Path, workdir: Path) -> Iterator[None]:
         yield
     finally:
         os.chdir(old)
-        sys.path.remove(str(workdir))
+        sys.path[:] = saved_path  # the CLI may have added the working directory too
         for name in set(sys.modules) - before:  # modules the page wrote, so pages can't see each other's
             file = getattr(sys.modules[name], "__file__", None) or ""
             if file.startswith(str(workdir)):
@@ -219,8 +235,7 @@ def test_page_code_runs(page: Path, tmp_path: Path) -> None:
     with page_directory(page, tmp_path):
         try:
             for block in blocks(page):
-                if runnable(block):
-                    run.run(block)
+                run.run(block)
         finally:
             for value in run.namespace.values():
                 if isinstance(value, Engine):
