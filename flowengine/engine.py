@@ -72,6 +72,9 @@ class Engine:
         self.clock: Clock = clock or SystemClock()
         self.calendar = calendar or WorkingCalendar()
         self.db = db if isinstance(db, SAEngine) else make_engine(db)
+        # Option-carrying copies of the engine share its pool; connections come out already tagged.
+        self._writer = self.db.execution_options(flowengine_write=True)
+        self._reader = self.db.execution_options(flowengine_write=False)
         if migrate:
             upgrade(self.db)
         if processes is None:
@@ -137,16 +140,12 @@ class Engine:
 
     # -- transactions -------------------------------------------------------------------------
     def _write(self, fn: Callable[[Connection], T], action: str) -> T:
-        with store_errors(action), self.db.connect() as conn:
-            conn = conn.execution_options(flowengine_write=True)
-            with conn.begin():
-                return fn(conn)
+        with store_errors(action), self._writer.connect() as conn, conn.begin():
+            return fn(conn)
 
     def _read(self, fn: Callable[[Connection], T], action: str) -> T:
-        with store_errors(action), self.db.connect() as conn:
-            conn = conn.execution_options(flowengine_write=False)
-            with conn.begin():
-                return fn(conn)
+        with store_errors(action), self._reader.connect() as conn, conn.begin():
+            return fn(conn)
 
     # -- start ----------------------------------------------------------------------------------
     def start(self, process_id: str, *, data: Mapping[str, Any] | None = None, actor: Actor | None = None,

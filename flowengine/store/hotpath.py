@@ -27,6 +27,20 @@ _HISTORY = ("INSERT INTO fe_history (instance_id, seq, event, from_state, to_sta
             "{actor_roles}, {payload}, {at}, {kind}, {details})")
 
 
+_INSERT = ("INSERT INTO fe_instances (id, process_id, version, state, status, data, revision, parent_id, origin_id, "
+           "started_by, created_at, updated_at) VALUES ({id}, {process_id}, {version}, {state}, {status}, {data}, "
+           "{revision}, {parent_id}, {origin_id}, {started_by}, {created_at}, {updated_at}) "
+           "ON CONFLICT (id) DO NOTHING")
+
+
+_CLAIM = "SELECT instance_id, timer, due_at FROM fe_timers WHERE id = {id} AND status = 'pending'"
+_FINISH = "UPDATE fe_timers SET status = {status}, fired_at = {fired_at}, result = {result} WHERE id = {id}"
+_TIMER = ("INSERT INTO fe_timers (instance_id, timer, due_at, status, created_at) "
+          "VALUES ({instance_id}, {timer}, {due_at}, 'pending', {created_at})")
+_OUTBOX = ("INSERT INTO fe_outbox (delivery_id, instance_id, seq, topic, payload, created_at, attempts) "
+           "VALUES ({delivery_id}, {instance_id}, {seq}, {topic}, {payload}, {created_at}, 0)")
+
+
 def _style(template: str, dialect: str) -> str:
     names = [part.split("}")[0] for part in template.split("{")[1:]]
     if dialect == "sqlite":
@@ -82,6 +96,18 @@ def get_snapshot(conn: Connection, instance_id: str) -> Snapshot | None:
                     _read_instant(row[9]))
 
 
+def insert_instance(conn: Connection, snap: Snapshot, now: dt.datetime, origin_id: str | None,
+                    data_json: str) -> bool:
+    at = _instant(conn, now)
+    cursor = _execute(conn, _INSERT, {
+        "id": snap.id, "process_id": snap.process, "version": snap.version, "state": snap.state,
+        "status": snap.status, "data": data_json, "revision": snap.revision, "parent_id": snap.parent_id,
+        "origin_id": origin_id, "started_by": snap.started_by, "created_at": at, "updated_at": at})
+    inserted: int = cursor.rowcount
+    cursor.close()
+    return inserted == 1
+
+
 def update_instance(conn: Connection, snap: Snapshot, expected_revision: int, now: dt.datetime,
                     data_json: str) -> bool:
     cursor = _execute(conn, _UPDATE, {
@@ -99,3 +125,42 @@ def insert_history(conn: Connection, instance_id: str, seq: int, event: str, sou
         "instance_id": instance_id, "seq": seq, "event": event, "from_state": source, "to_state": target,
         "actor_id": actor_id, "actor_roles": actor_roles_json, "payload": payload_json, "at": _instant(conn, at),
         "kind": kind, "details": details_json}).close()
+
+
+def claim_timer(conn: Connection, timer_id: int) -> tuple[str, str, dt.datetime] | None:
+    """Lock one pending timer for this transaction (SKIP LOCKED on PostgreSQL: other workers pass it by)."""
+    template = _CLAIM + (" FOR UPDATE SKIP LOCKED" if conn.dialect.name == "postgresql" else "")
+    cursor = _execute(conn, template, {"id": timer_id})
+    row = cursor.fetchone()
+    cursor.close()
+    return None if row is None else (row[0], row[1], _read_instant(row[2]))
+
+
+def finish_timer(conn: Connection, timer_id: int, status: str, now: dt.datetime, result: str | None) -> None:
+    _execute(conn, _FINISH, {"status": status, "fired_at": _instant(conn, now), "result": result,
+                             "id": timer_id}).close()
+
+
+def insert_many(conn: Connection, template: str, rows: list[dict[str, Any]]) -> None:
+    cursor = conn.connection.cursor()
+    cursor.executemany(_sql(conn, template), rows)
+    cursor.close()
+
+
+def schedule_timers(conn: Connection, instance_id: str, plans: list[tuple[str, dt.datetime]],
+                    now: dt.datetime) -> None:
+    at = _instant(conn, now)
+    insert_many(conn, _TIMER, [{"instance_id": instance_id, "timer": timer, "due_at": _instant(conn, due),
+                                "created_at": at} for timer, due in plans])
+
+
+def insert_outbox(conn: Connection, rows: list[dict[str, Any]], now: dt.datetime) -> None:
+    at = _instant(conn, now)
+    insert_many(conn, _OUTBOX, [{**row, "created_at": at} for row in rows])
+
+
+def savepoint(conn: Connection, name: str, action: str = "SAVEPOINT") -> None:
+    """SAVEPOINT / RELEASE SAVEPOINT / ROLLBACK TO SAVEPOINT at driver level (balanced by the caller)."""
+    cursor = conn.connection.cursor()
+    cursor.execute(f"{action} {name}")
+    cursor.close()

@@ -20,9 +20,11 @@ from flowengine.runtime import Snapshot, TimerPlan
 from flowengine.store import hotpath
 from flowengine.store.tables import counters, definitions, history, idempotency, instances, outbox, timers
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+
 
 def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    return _ENCODER.encode(value)
 
 
 # --- definitions ----------------------------------------------------------------------------------
@@ -79,15 +81,7 @@ def instance_times(conn: Connection, instance_id: str) -> tuple[dt.datetime, dt.
 
 def insert_instance(conn: Connection, snap: Snapshot, now: dt.datetime, origin_id: str | None) -> bool:
     """False if the id is taken."""
-    try:
-        with conn.begin_nested():
-            conn.execute(insert(instances).values(
-                id=snap.id, process_id=snap.process, version=snap.version, state=snap.state, status=snap.status,
-                data=dumps(snap.data), revision=snap.revision, parent_id=snap.parent_id, origin_id=origin_id,
-                started_by=snap.started_by, created_at=now, updated_at=now))
-    except IntegrityError:
-        return False
-    return True
+    return hotpath.insert_instance(conn, snap, now, origin_id, dumps(snap.data))
 
 
 def update_instance(conn: Connection, snap: Snapshot, expected_revision: int, now: dt.datetime) -> bool:
@@ -185,10 +179,9 @@ def history_entry(conn: Connection, instance_id: str, seq: int) -> HistoryEntry 
 # --- timers ---------------------------------------------------------------------------------------
 
 def schedule_timers(conn: Connection, instance_id: str, plans: Iterable[TimerPlan], now: dt.datetime) -> None:
-    rows = [{"instance_id": instance_id, "timer": p.timer, "due_at": p.due_at, "status": "pending",
-             "created_at": now} for p in plans]
+    rows = [(p.timer, p.due_at) for p in plans]
     if rows:
-        conn.execute(insert(timers), rows)
+        hotpath.schedule_timers(conn, instance_id, rows, now)
 
 
 def cancel_timers(conn: Connection, instance_id: str, timer_ids: Iterable[str] | None, now: dt.datetime) -> None:
@@ -223,16 +216,11 @@ def due_timer_ids(conn: Connection, cutoff: dt.datetime, limit: int) -> list[int
 
 def claim_timer(conn: Connection, timer_id: int) -> tuple[str, str, dt.datetime] | None:
     """Lock one pending timer for this transaction; None if another worker has it or it is done."""
-    stmt = select(timers.c.instance_id, timers.c.timer, timers.c.due_at).where(
-        timers.c.id == timer_id, timers.c.status == "pending")
-    if conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True)
-    row = conn.execute(stmt).first()
-    return None if row is None else (row[0], row[1], row[2])
+    return hotpath.claim_timer(conn, timer_id)
 
 
 def finish_timer(conn: Connection, timer_id: int, status: str, now: dt.datetime, result: str | None) -> None:
-    conn.execute(update(timers).where(timers.c.id == timer_id).values(status=status, fired_at=now, result=result))
+    hotpath.finish_timer(conn, timer_id, status, now, result)
 
 
 def count_pending_timers(conn: Connection) -> int:
@@ -245,9 +233,9 @@ def count_pending_timers(conn: Connection) -> int:
 def insert_outbox(conn: Connection, instance_id: str, seq: int, messages: Iterable[tuple[str, dict[str, Any]]],
                   now: dt.datetime) -> None:
     rows = [{"delivery_id": str(uuid.uuid4()), "instance_id": instance_id, "seq": seq, "topic": topic,
-             "payload": dumps(payload), "created_at": now, "attempts": 0} for topic, payload in messages]
+             "payload": dumps(payload)} for topic, payload in messages]
     if rows:
-        conn.execute(insert(outbox), rows)
+        hotpath.insert_outbox(conn, rows, now)
 
 
 def pending_outbox(conn: Connection, limit: int) -> list[Any]:

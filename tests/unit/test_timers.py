@@ -113,3 +113,27 @@ def test_worker_stops_gracefully_on_sigterm(tmp_path: Path) -> None:
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "worker stopped after firing 0 timers" in err
+
+
+def test_a_failing_timer_is_undone_alone_and_recorded(db_url: str, tmp_path: Path) -> None:
+    import shutil
+
+    folder = tmp_path / "procs"
+    shutil.copytree(FIXTURES, folder)
+    path = folder / "chase.yaml"
+    # A cancel without its required reason: the timer's event is refused when it fires.
+    path.write_text(path.read_text().replace("payload: {reason: no answer in 30 days}", "payload: {}"))
+    clock = ManualClock(FRIDAY)
+    engine = Engine(db_url, processes=folder, hooks=fixture_hooks(), clock=clock)
+    ids = [engine.start("chase", data={}, actor=CLERK).id for _ in range(3)]
+    clock.set(FRIDAY + dt.timedelta(days=31))
+    report = engine.tick()
+    outcomes = sorted((f.timer, f.outcome) for f in report.firings)
+    assert outcomes == sorted([("nag", "escalated"), ("sla", "escalated"), ("give_up", "failed")] * 3)
+    assert all("'reason' is required" in (f.error or "") for f in report.firings if f.outcome == "failed")
+    for iid in ids:
+        inst = engine.get(iid)
+        assert (inst.state, inst.data["nags"], inst.data["late"]) == ("waiting", 1, True)
+        assert [h.event for h in engine.history(iid)] == ["start", "!nag", "!sla"]
+    assert [f.timer for f in engine.tick().fired] == ["nag"] * 3  # the failed one is not retried forever
+    engine.dispose()
