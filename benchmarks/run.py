@@ -20,6 +20,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+import traceback
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -102,6 +103,7 @@ class Runner:
         self.plan, self.directory, self.sync = plan, directory, sync
         self.results: list[Result] = []
         self.notes: list[str] = []
+        self.failed: list[str] = []
 
     def workdir(self, name: str) -> Path:
         path = self.directory / name
@@ -109,9 +111,16 @@ class Runner:
         return path
 
     def part(self, title: str, fn: Callable[[], list[Result] | Result | str]) -> None:
+        """Run one part; a part that raises is reported (and fails the run) without hiding the others."""
         log(f"{title} (load average {load_average()})")
         with Stopwatch() as sw:
-            out = fn()
+            try:
+                out = fn()
+            except Exception as exc:
+                traceback.print_exc()
+                self.failed.append(f"{title}: {type(exc).__name__}: {exc}")
+                log(f"  FAILED: {type(exc).__name__}: {exc}")
+                return
         if isinstance(out, str):
             self.notes.append(f"{title}: skipped: {out}")
             log(f"  skipped: {out}")
@@ -150,7 +159,7 @@ class Runner:
             return f"the run is already at synchronous={self.sync}"
         if engine_sqlite_sync(self.workdir("full-probe"), "FULL") != "FULL":
             return "this flowengine can't be asked for synchronous=FULL"
-        fires = self.plan.note_fires // 2 + baselines.WARMUP_MOVES
+        fires = self.plan.note_fires // (4 if self.plan.quick else 2) + baselines.WARMUP_MOVES
         samples: dict[tuple[str, str], list[Sample]] = defaultdict(list)
         for r in range(self.plan.rounds):
             for part, name, run in (("1 raw", "raw sqlite3", baselines.raw_sqlite),
@@ -285,12 +294,41 @@ def report(results: Sequence[Result], notes: Sequence[str], header: str, rates: 
     print(ratio_line(rates), flush=True)
 
 
+# (target, ratio keys, at least (True) or at most (False), bound): the issue's targets, checked on the ratios.
+TARGETS: list[tuple[str, tuple[str, ...], bool, float]] = [
+    ("flowengine on SQLite ≥ 0.5× raw sqlite3 (`note`; wall, CPU)", ("sqlite_vs_raw", "sqlite_vs_raw_cpu"), True,
+     0.5),
+    ("flowengine on SQLite ≥ 8× naive (`note`; wall, CPU)", ("sqlite_vs_naive", "sqlite_vs_naive_cpu"), True, 8.0),
+    ("PostgreSQL ≥ 0.5× raw psycopg at each worker count", ("pg_vs_raw_1w", "pg_vs_raw_2w", "pg_vs_raw_4w"), True,
+     0.5),
+    ("in-memory decision ≤ 10 µs (simple; guards+actions)", ("decide_simple_us", "decide_guarded_us"), False, 10.0),
+    ("fire latency with the large store ≤ 1.3× the small one (p50; p99)",
+     ("p50_large_vs_small", "p99_large_vs_small"), False, 1.3),
+    ("memory flat (RSS large / small ≤ 1.1)", ("rss_large_vs_small",), False, 1.1),
+    ("tick ≥ 5,000 timers/s on SQLite", ("tick_timers_per_s",), True, 5000.0),
+    ("no `transitions.Machine` built by starts and fires", ("machines_built",), False, 0.0),
+]
+
+
+def target_rows(rates: dict[str, float]) -> list[str]:
+    rows = ["| target | measured | met |", "|---|---:|---|"]
+    for text, keys, at_least, bound in TARGETS:
+        found = [(k, rates[k]) for k in keys if k in rates]
+        if not found:
+            continue
+        met = all(v >= bound if at_least else v <= bound for _, v in found)
+        shown = "; ".join(f"{v:,.2f}" if v < 100 else f"{v:,.0f}" for _, v in found)
+        rows.append(f"| {text} | {shown} | {'yes' if met else 'no'} |")
+    return rows
+
+
 def markdown(results: Sequence[Result], notes: Sequence[str], header: str, rates: dict[str, float]) -> str:
     """The results as the Markdown that docs/benchmarks.md's results section holds."""
-    lines = [f"{header}", "", "| part | case | db | ops | result | detail |", "|---|---|---|---:|---:|---|"]
-    lines += [f"| {r.part} | {r.case} | {r.db} | {r.ops:,} | {fmt(r)} | {r.detail} |"
-              for r in results]
-    lines += [""] + [f"- {note}" for note in notes] + ["", "```", ratio_line(rates), "```", ""]
+    lines = [header, "", *(f"- {note}" for note in notes)]
+    lines += ["", "| part | case | db | ops | result | detail |", "|---|---|---|---:|---:|---|"]
+    lines += [f"| {r.part} | {r.case} | {r.db} | {r.ops:,} | {fmt(r)} | {r.detail} |" for r in results]
+    lines += ["", "```text", ratio_line(rates), "```", "", "Against the targets of the issue:", ""]
+    lines += [*target_rows(rates), ""]
     return "\n".join(lines)
 
 
@@ -321,6 +359,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sync = engine_sqlite_sync(Path(tmp), None if args.sqlite_sync == "engine" else args.sqlite_sync)
         log(f"SQLite: WAL, synchronous={sync} for flowengine and the baselines")
         runner = Runner(plan, Path(tmp), sync)
+        command = " ".join(["python benchmarks/run.py", *(sys.argv[1:] if argv is None else argv)])
+        runner.notes.append(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: `{command}`")
         runner.notes.append(revision())
         runner.notes.append(f"SQLite {sqlite3.sqlite_version}: WAL, synchronous={sync}, BEGIN IMMEDIATE, for "
                             "flowengine and both baselines")
@@ -333,6 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = sorted(runner.results, key=lambda r: order.get(r.part[0], 9))
     runner.notes.append(f"total run time {total.seconds:.1f} s; load average at start {load_before}, "
                         f"at end {load_average()}")
+    runner.notes += [f"FAILED {failure}" for failure in runner.failed]
     rates = ratios(results, plan)
     if args.json is not None:
         document = {"machine": machine(), "plan": dataclasses.asdict(plan), "notes": runner.notes, "ratios": rates,
@@ -341,7 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.markdown is not None:
         args.markdown.write_text(markdown(results, runner.notes, header, rates))
     report(results, runner.notes, header, rates)
-    return 0
+    return 1 if runner.failed else 0
 
 
 if __name__ == "__main__":
