@@ -14,4 +14,8 @@ python3 -m pip install -q -e '.[test]'
 python3 -m ruff check flowengine tests benchmarks examples
 python3 -m mypy
 lint-imports
+# The benchmark at a small size, so it cannot rot (no thresholds: machines are noisy).
+python3 benchmarks/run.py --quick --db "$( [ "${CI:-}" = "true" ] && echo both || echo sqlite )" > /tmp/flowengine-bench.txt \
+  || { cat /tmp/flowengine-bench.txt; exit 1; }
+tail -n 1 /tmp/flowengine-bench.txt
 python3 -m pytest -q "$@"
