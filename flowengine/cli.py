@@ -118,6 +118,8 @@ def parse_json_object(text: str | None, param: str) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
                                  param_hint=param) from None
+    except RecursionError:
+        raise click.BadParameter("JSON nested too deeply", param_hint=param) from None
     if not isinstance(value, dict):
         raise click.BadParameter("must be a JSON object, e.g. '{\"engineer\": \"eng-li\"}'", param_hint=param)
     return value

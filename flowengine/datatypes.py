@@ -32,7 +32,7 @@ def coerce(spec: FieldSpec, value: Any, tz: ZoneInfo, path: str) -> Any:
     if t in ("string", "text"):
         if not isinstance(value, str):
             raise _Invalid(f"{path}: expected text, got {_kind(value)}")
-        return value
+        return _unicode(value, path)
     if t == "enum":
         if not isinstance(value, str) or value not in (spec.values or []):
             raise _Invalid(f"{path}: '{value}' is not one of {', '.join(spec.values or [])}")
@@ -55,10 +55,11 @@ def coerce(spec: FieldSpec, value: Any, tz: ZoneInfo, path: str) -> Any:
         if not number.is_finite():
             raise _Invalid(f"{path}: '{value}' is not a finite number")
         return str(number)
-    if t == "date":
-        return _date(value, tz, path).isoformat()
-    if t == "datetime":
-        return _datetime(value, tz, path).isoformat()
+    if t in ("date", "datetime"):
+        try:
+            return (_date if t == "date" else _datetime)(value, tz, path).isoformat()
+        except OverflowError:
+            raise _Invalid(f"{path}: '{value}' is out of the supported range of dates") from None
     if t == "duration":
         if isinstance(value, dt.timedelta):
             return format_duration(value)
@@ -75,7 +76,7 @@ def coerce(spec: FieldSpec, value: Any, tz: ZoneInfo, path: str) -> Any:
         if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
             raise _Invalid(f"{path}: expected a mapping, got {_kind(value)}")
         assert spec.items is not None
-        return {k: coerce(spec.items, v, tz, f"{path}.{k}") for k, v in value.items()}
+        return {_unicode(k, path): coerce(spec.items, v, tz, f"{path}.{k}") for k, v in value.items()}
     if t == "object":
         if not isinstance(value, dict):
             raise _Invalid(f"{path}: expected a mapping, got {_kind(value)}")
@@ -88,6 +89,14 @@ def coerce(spec: FieldSpec, value: Any, tz: ZoneInfo, path: str) -> Any:
             raise _Invalid(f"{path}: missing {', '.join(missing)}")
         return {k: coerce(f, value.get(k, f.default), tz, f"{path}.{k}") for k, f in spec.fields.items()}
     raise _Invalid(f"{path}: unknown type {t}")  # pragma: no cover - schema forbids it
+
+
+def _unicode(value: str, path: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise _Invalid(f"{path}: not valid Unicode text ({exc.reason} at character {exc.start})") from None
+    return value
 
 
 def _kind(value: Any) -> str:

@@ -150,21 +150,35 @@ class OutboxMessage:
 
 
 def dispatch_outbox(engine: Engine, deliver: Callable[[OutboxMessage], None], *, limit: int = 100) -> int:
-    """Deliver pending messages; a message is marked delivered only after `deliver` returned."""
-    def run(conn: Connection) -> int:
-        count = 0
-        for row in repo.pending_outbox(conn, limit):
-            message = OutboxMessage(row.id, row.delivery_id, row.instance_id, row.seq, row.topic,
-                                    json.loads(row.payload), row.created_at)
-            try:
-                deliver(message)
-            except Exception as exc:  # a failing receiver must not block the others
-                repo.mark_failed(conn, row.id, f"{type(exc).__name__}: {exc}")
-                continue
-            repo.mark_delivered(conn, row.id, engine.clock.now())
-            count += 1
-        return count
-    return engine._write(run, "delivering the outbox")
+    """Deliver pending messages; a message is marked delivered only after `deliver` returned.
+
+    No transaction is open while a receiver runs, so a slow receiver never blocks fires. A crash between
+    delivery and marking means the message is delivered again: at least once, with the same delivery_id.
+    """
+    rows = engine._read(lambda conn: repo.pending_outbox(conn, limit), "reading the outbox")
+    count = 0
+    for row in rows:
+        message = OutboxMessage(row.id, row.delivery_id, row.instance_id, row.seq, row.topic,
+                                json.loads(row.payload), row.created_at)
+        try:
+            deliver(message)
+        except Exception as exc:  # a failing receiver must not block the others
+            error = f"{type(exc).__name__}: {exc}"
+            engine._write(functools.partial(_mark_failed, message_id=row.id, error=error),
+                          "recording a failed delivery")
+            continue
+        engine._write(functools.partial(_mark_delivered, message_id=row.id, now=engine.clock.now()),
+                      "marking a message delivered")
+        count += 1
+    return count
+
+
+def _mark_failed(conn: Connection, *, message_id: int, error: str) -> None:
+    repo.mark_failed(conn, message_id, error)
+
+
+def _mark_delivered(conn: Connection, *, message_id: int, now: dt.datetime) -> None:
+    repo.mark_delivered(conn, message_id, now)
 
 
 class Worker:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 ID_PATTERN = r"^[a-z][a-z0-9_]*$"
@@ -324,7 +324,9 @@ class Outcome(Model):
     @field_validator("copy_", mode="before")
     @classmethod
     def _list_means_same_name(cls, value: Any) -> Any:
-        return {name: name for name in value} if isinstance(value, list) else value
+        if isinstance(value, list) and all(isinstance(name, str) for name in value):
+            return {name: name for name in value}
+        return value
 
 
 class CallSpec(Model):
@@ -427,7 +429,7 @@ class ProcessSpec(Model):
     description: str | None = None
     source: str | None = None
     lang: Literal["zh", "en"] = "zh"
-    timezone: str = "Asia/Shanghai"
+    timezone: Annotated[str, AfterValidator(lambda v: _check_zone(v))] = "Asia/Shanghai"
     initial: Id
     start_roles: StrList
     on_start: list[Action] = []
@@ -441,6 +443,16 @@ class ProcessSpec(Model):
     events: dict[str, EventSpec]
     transitions: list[TransitionSpec]
     timers: dict[str, TimerSpec] = {}
+
+
+def _check_zone(name: str) -> str:
+    from zoneinfo import ZoneInfo
+
+    try:
+        ZoneInfo(name)
+    except Exception:  # unknown key, malformed key, or no tz database at all
+        raise ValueError(f"'{name}' is not a known time zone (IANA name, e.g. Asia/Shanghai)") from None
+    return name
 
 
 class CatalogSpec(Model):

@@ -188,9 +188,14 @@ class _TooBig(Exception):
 def read_yaml(text: str, file: Path | None = None, *, max_bytes: int = MAX_BYTES) -> Document:
     """Parse one YAML document into plain data with locations; raise DefinitionError on any problem."""
     doc = Document(None, file)
-    if len(text.encode("utf-8", "surrogatepass")) > max_bytes:
+    if len(text) > max_bytes or len(text.encode("utf-8", "surrogatepass")) > max_bytes:
         raise DefinitionError([Problem(file, 1, 1, "", f"file is larger than {max_bytes} bytes",
                                        "split the process or remove generated content")])
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise DefinitionError([Problem(file, 1, 1, "", f"not valid Unicode text: {exc.reason} at character "
+                                                       f"{exc.start}")]) from None
     loader = _Composer(text)
     try:
         node = loader.get_single_node()
@@ -200,6 +205,9 @@ def read_yaml(text: str, file: Path | None = None, *, max_bytes: int = MAX_BYTES
         raise DefinitionError([Problem(file, line, col, "", f"YAML syntax error: {exc.problem or exc}")]) from None
     except yaml.YAMLError as exc:
         raise DefinitionError([Problem(file, 1, 1, "", f"YAML error: {exc}")]) from None
+    except RecursionError:
+        # PyYAML composes recursively: a document nested thousands deep overflows before our own limit.
+        raise DefinitionError([Problem(file, 1, 1, "", f"nesting deeper than {MAX_DEPTH} levels")]) from None
     finally:
         loader.dispose()
     if node is None:

@@ -111,14 +111,17 @@ def dispatch(args: dict[str, Any]) -> None:
             f.flush()
             os.fsync(f.fileno())
         delivered += 1
+        time.sleep(args.get("delay", 0))
         if delivered == block_at:
             say("blocked")  # delivered, not yet marked: the parent kills us here
             block_until_killed()
 
     say("ready")
+    if args.get("wait_for_go"):
+        sys.stdin.readline()
     while engine.dispatch_outbox(deliver, limit=args["limit"]):
         pass
-    say("done")
+    say(f"done {delivered}")
 
 
 # -- concurrent fires (multiprocessing target) --------------------------------------------------------

@@ -7,6 +7,7 @@ Imports flowengine only through its public API, plus the store's table definitio
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import os
 import queue
@@ -91,7 +92,7 @@ def consistency_problems(engine: Engine, instance_id: str) -> list[str]:
         problems.append(f"{where}: history does not begin with start")
     elif history[-1].target != inst.state:
         problems.append(f"{where}: last history target is {history[-1].target}")
-    for before, after in zip(history, history[1:], strict=False):
+    for before, after in itertools.pairwise(history):
         if after.source != before.target:
             problems.append(f"{where}: seq {after.seq} leaves {after.source}, seq {before.seq} entered {before.target}")
     final = inst.state in compiled.finals
@@ -114,7 +115,8 @@ class Child:
         self.stderr_file = stderr_file
         self._stderr = stderr_file.open("ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "tests.reliability._child", mode, json.dumps(args)],
-                                     cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=self._stderr, text=True)
+                                     cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self._stderr, text=True)
         self.lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()
 
@@ -140,6 +142,11 @@ class Child:
             if line.startswith(prefix):
                 found.append(line)
         return found
+
+    def send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
 
     def kill(self) -> int:
         """SIGKILL: no cleanup, no rollback by the process itself."""

@@ -71,7 +71,8 @@ POSITIONS: dict[str, Callable[[str], str]] = {
     "not": lambda n: BASE.replace(ROW, ROW[:-1] + f", guard: {{not: '{n}'}}}}"),
     "run": lambda n: BASE.replace(ROW, ROW[:-1] + f", actions: [{{run: '{n}'}}]}}"),
     "when": lambda n: BASE.replace(ROW, ROW[:-1] + f", actions: [{{notify: engineer, when: '{n}'}}]}}"),
-    "set_condition": lambda n: BASE.replace(ROW, ROW[:-1] + f", actions: [{{set: {{result: {{condition: '{n}'}}}}}}]}}"),
+    "set_condition": lambda n: BASE.replace(
+        ROW, ROW[:-1] + f", actions: [{{set: {{result: {{condition: '{n}'}}}}}}]}}"),
     "conditions_entry": lambda n: BASE.replace("states:", f"conditions:\n  sneaky: '{n}'\nstates:", 1).replace(
         ROW, ROW[:-1] + ", guard: sneaky}"),
     "on_start_run": lambda n: BASE.replace("states:", f"on_start: [{{run: '{n}'}}]\nstates:", 1),
@@ -116,7 +117,7 @@ def test_hook_names_that_look_like_code_are_unknown_hooks(position: str, name: s
 def test_unregistered_names_fail_compilation_when_the_loader_could_not_check_them() -> None:
     """Without a registry the loader can't check hook names; the engine then refuses at compile time."""
     definition = load_process_text(POSITIONS["guard"]("os.system"), Path("subtask.yaml"))
-    with pytest.raises(DefinitionError, match="'os.system' is not registered"):
+    with pytest.raises(DefinitionError, match=r"'os\.system' is not registered"):
         Engine("sqlite://", processes={"subtask": definition}, hooks=fixture_hooks())
 
 

@@ -102,6 +102,33 @@ def test_dispatcher_killed_between_delivery_and_mark_loses_nothing(db_url: str, 
 
 
 @pytest.mark.slow
+def test_two_dispatchers_at_once_deliver_each_message_once(db_url: str, tmp_path: Path) -> None:
+    """Several workers may run (docs/deployment.md): without a crash, none delivers what another did."""
+    engine = open_engine(db_url)
+    ids = assigned_tickets(engine, TICKETS)
+    log = tmp_path / "deliveries.jsonl"
+    children = [Child("dispatch", {"url": db_url, "log": str(log), "block_at": 0, "limit": 10, "delay": 0.005,
+                                   "wait_for_go": True}, tmp_path / f"dispatch-{n}.stderr") for n in range(2)]
+    for child in children:
+        child.expect("ready")
+    for child in children:
+        child.send("go")
+    for child in children:
+        child.expect("done", timeout=120)
+        assert child.finish() == 0, child.stderr_tail()
+    deliveries = read_log(log)
+    counts = Counter(d["delivery_id"] for d in deliveries)
+    messages = [m for iid in ids for m in engine.outbox(iid)]
+    per_worker = Counter(d["pid"] for d in deliveries)
+    report("outbox/two-dispatchers", db_url, messages=len(messages), deliveries=len(deliveries),
+           per_dispatcher=sorted(per_worker.values()), duplicates=len(deliveries) - len(counts))
+    assert set(counts) == {m["delivery_id"] for m in messages}
+    assert [m for m in messages if m["delivered_at"] is None] == []
+    assert {did: n for did, n in counts.items() if n > 1} == {}, "delivered twice without any crash"
+    engine.dispose()
+
+
+@pytest.mark.slow
 def test_a_blocked_receiver_does_not_block_fires(db_url: str, tmp_path: Path) -> None:
     """Delivery is I/O to other systems; while one receiver hangs, the engine must keep taking fires."""
     engine = open_engine(db_url)

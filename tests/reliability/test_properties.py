@@ -25,7 +25,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
 from flowengine import (
     Actor,
@@ -96,7 +96,7 @@ def data_mutant(draw: st.DrawFn) -> str:
     for _ in range(draw(st.integers(1, 4))):
         paths = paths_of(data)
         path = draw(st.sampled_from(paths))
-        parent_path, parent = (path[:-1], get_at(data, path[:-1])) if path else ((), None)
+        parent: Any = get_at(data, path[:-1]) if path else None
         op = draw(st.sampled_from(["delete", "rename", "swap", "retype", "insert", "nest", "duplicate"]))
         if op == "delete" and path:
             del parent[path[-1]]
@@ -144,16 +144,16 @@ def text_mutant(draw: st.DrawFn) -> str:
         elif op == "bool":
             scalars = list(re.finditer(r"(?<=: )[A-Za-z_][\w]*", text))
             if scalars:
-                m = draw(st.sampled_from(scalars))
-                text = text[:m.start()] + draw(st.sampled_from(["yes", "no", "on", "off", "Y", "N", "True"])) + \
-                    text[m.end():]
+                word = draw(st.sampled_from(scalars))
+                text = text[:word.start()] + draw(st.sampled_from(["yes", "no", "on", "off", "Y", "N", "True"])) + \
+                    text[word.end():]
         elif op == "drop":
             text = "".join(lines[:n] + lines[n + 1:])
         elif op == "repeat":
             text = "".join(lines[:n + 1] + lines[n:])
         elif op == "indent":
-            text = "".join(lines[:n] + [draw(st.sampled_from([" ", "  ", "\t", ""])) + lines[n].lstrip()]
-                           + lines[n + 1:])
+            text = "".join([*lines[:n], draw(st.sampled_from([" ", "  ", "\t", ""])) + lines[n].lstrip(),
+                            *lines[n + 1:]])
         elif op == "swap":
             m = draw(st.integers(0, len(lines) - 1))
             lines[n], lines[m] = lines[m], lines[n]
@@ -163,11 +163,10 @@ def text_mutant(draw: st.DrawFn) -> str:
     return text
 
 
-def load_and_compile(text: str, *, catalog: bool) -> Definition | DefinitionError:
-    """Load like `flowengine validate` does, then compile like the engine does; DefinitionError or done."""
+def load_and_compile(text: str) -> Definition | DefinitionError:
+    """Load like `flowengine validate` does (with the shipped catalogue), then compile like the engine does."""
     try:
-        definition = load_process_text(text, Path("mutant.yaml"), hooks=ALL_HOOKS.names(),
-                                       catalog=CATALOG if catalog else None)
+        definition = load_process_text(text, Path("mutant.yaml"), hooks=ALL_HOOKS.names(), catalog=CATALOG)
         compile_process(definition, ALL_HOOKS, 1)
     except DefinitionError as exc:
         return exc
@@ -187,15 +186,19 @@ def assert_located(outcome: Definition | DefinitionError, text: str) -> None:
 @given(text=data_mutant())
 @example(text=source_text(FIXTURES / "subtask.yaml").replace("initial: todo", "initial: todo\ntimezone: Mars/Olympus"))
 @example(text=source_text(FIXTURES / "subtask.yaml").replace("initial: todo", "initial: todo\ntimezone: ''"))
+@example(text=source_text(FIXTURES / "ticket.yaml").replace("copy: {sub_result: result}", "copy: [{a: 1}]"))
 def test_structural_mutants_fail_only_as_located_definition_errors(text: str) -> None:
-    assert_located(load_and_compile(text, catalog=True), text)
+    assert_located(load_and_compile(text), text)
 
 
 @pytest.mark.slow
 @SETTINGS
 @given(text=text_mutant())
+@example(text=source_text(FIXTURES / "subtask.yaml").replace("initial: todo", "initial: to\x00do"))
+@example(text=source_text(FIXTURES / "subtask.yaml").replace("initial: todo", "initial: to\ud800do"))
+@example(text=source_text(FIXTURES / "subtask.yaml") + "parameters: {deep: " + "[" * 5000 + "]" * 5000 + "}\n")
 def test_textual_mutants_fail_only_as_located_definition_errors(text: str) -> None:
-    assert_located(load_and_compile(text, catalog=True), text)
+    assert_located(load_and_compile(text), text)
 
 
 @pytest.mark.slow
@@ -230,8 +233,8 @@ def valid_value(spec: FieldSpec) -> st.SearchStrategy[Any]:
         "datetime": lambda: st.datetimes(dt.datetime(2026, 1, 1), dt.datetime(2026, 12, 31)).map(
             lambda d: d.isoformat(timespec="minutes")),
         "duration": lambda: st.sampled_from(["PT1H", "P1D", "PT30M"]),
-        "list": lambda: st.lists(valid_value(spec.items), max_size=2) if spec.items else st.just([]),
-        "map": lambda: st.dictionaries(st.sampled_from(["a", "b"]), valid_value(spec.items), max_size=2)
+        "list": lambda: st.lists(valid_value(spec.items), min_size=1, max_size=2) if spec.items else st.just([]),
+        "map": lambda: st.dictionaries(st.sampled_from(["a", "b"]), valid_value(spec.items), min_size=1, max_size=2)
         if spec.items else st.just({}),
         "object": lambda: st.fixed_dictionaries({k: valid_value(f) for k, f in (spec.fields or {}).items()}),
     }
@@ -291,7 +294,8 @@ def replay_problems(engine: Engine, iid: str) -> list[str]:
 
 
 class FiringMachine(RuleBasedStateMachine):
-    """Set `engine`, `clock`, `process` on a subclass; one instance (and what it starts) per run."""
+    """Set `engine`, `clock`, `process`, `counts` on a subclass. Works on one instance (and what it starts)
+    at a time; when all of that has finished, starts the next one."""
 
     engine: Engine
     clock: ManualClock
@@ -300,15 +304,17 @@ class FiringMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.root: str | None = None
-        compiled = self.engine.compiled(self.process)
-        self.spec = compiled.spec
+        self.root = ""
+        self.spec = self.engine.compiled(self.process).spec
         roles = sorted({*self.spec.roles, *(r for t in self.spec.transitions for r in t.roles), "system"})
         self.roles = st.frozensets(st.sampled_from([*roles, "stranger"]), max_size=2)
 
+    def count(self, key: str, n: int = 1) -> None:
+        self.counts[key] = self.counts.get(key, 0) + n
+
     def family(self) -> list[str]:
-        """The root instance and everything it started, transitively."""
-        out, todo = [], [self.root] if self.root else []
+        """The current root instance and everything it started, transitively."""
+        out, todo = [], [self.root]
         while todo:
             iid = todo.pop()
             out.append(iid)
@@ -317,51 +323,59 @@ class FiringMachine(RuleBasedStateMachine):
 
     @initialize(data=st.data())
     def start(self, data: st.DataObject) -> None:
-        spec = self.spec
-        fields = {n: f for n, f in spec.data.items() if f.start is not None}
+        fields = {n: f for n, f in self.spec.data.items() if f.start is not None}
         chosen = data.draw(st.fixed_dictionaries(
             {n: valid_value(f) for n, f in fields.items() if f.start == "required"},
             optional={n: st.one_of(valid_value(f), JUNK) for n, f in fields.items() if f.start == "optional"}))
-        actor = Actor("starter", set(spec.start_roles) | {"system"})
+        actor = Actor("starter", set(self.spec.start_roles) | {"system"})
         try:
             self.root = self.engine.start(self.process, data=chosen, actor=actor).id
         except REFUSALS:
-            self.counts["refused_starts"] += 1
-            return
-        self.counts["instances"] += 1
+            self.count("refused_starts")
+            required = {n: v for n, v in chosen.items() if fields[n].start == "required"}
+            self.root = self.engine.start(self.process, data=required, actor=actor).id  # valid: must start
+        self.count("instances")
 
-    @precondition(lambda self: self.root is not None)
     @rule(data=st.data())
     def fire(self, data: st.DataObject) -> None:
-        running = [i for i in self.family() if self.engine.get(i).status == "running"] or self.family()
+        running = [i for i in self.family() if self.engine.get(i).status == "running"]
+        if not running:
+            self.start(data)
+            return
         iid = data.draw(st.sampled_from(running))
         inst = self.engine.get(iid)
-        spec = self.engine.compiled(inst.process, inst.version).spec
-        event = data.draw(st.sampled_from([*inst.allowed_events, *inst.allowed_events, *spec.events, "nope"]))
+        compiled = self.engine.compiled(inst.process, inst.version)
+        spec = compiled.spec
+        likely = data.draw(st.integers(0, 3)) < 3  # mostly what the state takes, by who may do it
+        event = data.draw(st.sampled_from(inst.allowed_events if likely and inst.allowed_events else
+                                          [*spec.events, "nope"]))
         fields = {**spec.data, "reason": FieldSpec(type="text")}
         wanted = (spec.events[event].payload if event in spec.events else {}) or {}
         payload = data.draw(st.fixed_dictionaries(
             {n: valid_value(fields[n]) for n, need in wanted.items() if need == "required" and n in fields},
-            optional={n: st.one_of(valid_value(f), JUNK) for n, f in fields.items()}))
-        if data.draw(st.integers(0, 9)) == 0:
-            payload[data.draw(st.sampled_from(["junk", "", "forms"]))] = data.draw(JUNK)
-        actor = Actor(data.draw(st.sampled_from(["u1", "u2"])), data.draw(self.roles))
+            optional={n: st.one_of(valid_value(fields[n]), valid_value(fields[n]), JUNK)
+                      for n, need in wanted.items() if need != "required" and n in fields}))
+        if data.draw(st.integers(0, 9)) == 9:  # now and then a field the event does not take, or junk
+            payload[data.draw(st.sampled_from([*fields, "junk", "", "forms"]))] = data.draw(JUNK)
+        may = sorted(compiled.roles_for(inst.state, event))
+        roles = {data.draw(st.sampled_from(may))} if likely and may else data.draw(self.roles)
+        actor = Actor(data.draw(st.sampled_from(["u1", "u2"])), roles)
         try:
             self.engine.fire(iid, event, data=payload, actor=actor)
-            self.counts["fired"] += 1
-        except REFUSALS:
+            self.count("fired")
+        except REFUSALS as exc:
             after = self.engine.get(iid)
             assert (after.state, after.revision, dict(after.data)) == (inst.state, inst.revision, dict(inst.data))
-            self.counts["refused"] += 1
+            self.count(f"refused_{type(exc).__name__}")
 
-    @precondition(lambda self: self.root is not None)
     @rule(hours=st.sampled_from([1, 5, 30, 24 * 5, 24 * 40]))
     def tick(self, hours: int) -> None:
         self.clock.advance(dt.timedelta(hours=hours))
         report_ = self.engine.tick()
+        self.count("timers", len(report_.fired))
         failed = [f for f in report_.firings if f.outcome == "failed"]
-        assert failed == [], failed
-        self.counts["timers"] += len(report_.fired)
+        self.count("timer_refusals", len(failed))  # e.g. a timer's event refused by a guard: recorded, not raised
+        assert [f.error for f in failed if " hook '" in (f.error or "")] == []
 
     @invariant()
     def consistent(self) -> None:
@@ -375,12 +389,13 @@ class FiringMachine(RuleBasedStateMachine):
 def test_random_fires_never_leave_an_instance_outside_its_definition(target: Target, db_url: str) -> None:
     clock = ManualClock(T0)
     engine = Engine(db_url, processes=target.definitions, hooks=target.hooks, clock=clock)
-    counts = dict.fromkeys(("instances", "refused_starts", "fired", "refused", "timers"), 0)
+    counts: dict[str, int] = {"instances": 0, "fired": 0}
     machine = type("Machine", (FiringMachine,), {"engine": engine, "clock": clock, "process": target.process,
                                                   "counts": counts})
-    examples = 40 if target.process == "ticket" else 8
-    run_state_machine_as_test(machine, settings=settings(max_examples=examples, stateful_step_count=20,
-                                                         deadline=None, suppress_health_check=list(HealthCheck)))
+    examples = 30 if target.process == "ticket" else 5
+    machine_settings = settings(max_examples=examples, stateful_step_count=20, deadline=None,
+                                suppress_health_check=list(HealthCheck))
+    run_state_machine_as_test(machine, settings=machine_settings)  # type: ignore[no-untyped-call]
     report(f"properties/state-machine/{target.process}", db_url, **counts)
     assert counts["instances"] > 0, "no instance could be started: the random walk tested nothing"
     engine.dispose()
@@ -397,8 +412,19 @@ ANY_VALUE = st.recursive(
               st.datetimes().map(lambda d: d.isoformat(timespec="minutes"))),
     lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)),
     max_leaves=6)
-START_DATA = st.dictionaries(st.one_of(st.sampled_from([*TICKET_FIELDS, "forms", "reason", ""]), st.text(max_size=8)),
-                             ANY_VALUE, max_size=5)
+DATETIMES = st.one_of(st.datetimes(timezones=st.timezones()).map(dt.datetime.isoformat),
+                     st.datetimes().map(lambda d: d.isoformat(timespec="minutes")), st.dates().map(dt.date.isoformat))
+START_FIELDS = {  # ticket's start fields, each mostly of its type but not always
+    "amount": st.one_of(st.decimals().map(str), st.integers(-(2**70), 2**70), st.floats(), ANY_VALUE),
+    "priority": st.one_of(st.sampled_from(["low", "high", "LOW", ""]), ANY_VALUE),
+    "due_at": st.one_of(DATETIMES, DATETIMES, ANY_VALUE),
+}
+OTHER_KEYS = st.one_of(st.sampled_from([*TICKET_FIELDS, "forms", "reason", "", "customer "]), st.text(max_size=8))
+START_DATA = st.builds(
+    lambda required, optional, extra: {**required, **optional, **extra},
+    st.fixed_dictionaries({"customer": st.one_of(st.text(min_size=1, max_size=20), ANY_VALUE)}),
+    st.fixed_dictionaries({}, optional=START_FIELDS),
+    st.one_of(st.just({}), st.just({}), st.just({}), st.dictionaries(OTHER_KEYS, ANY_VALUE, max_size=2)))
 
 
 def test_random_start_data_is_accepted_valid_or_refused_with_data_validation_error(db_url: str) -> None:
@@ -412,6 +438,7 @@ def test_random_start_data_is_accepted_valid_or_refused_with_data_validation_err
     @example(data={"customer": "A", "due_at": "0001-01-01T00:00"})
     @example(data={"customer": "A", "due_at": "9999-12-31T23:59:59-12:00"})
     @example(data={"customer": "A", "amount": "1E+999999"})
+    @example(data={"customer": "A\ud800"})
     def run(data: dict[str, Any]) -> None:
         iid = f"p{sum(counts.values())}-{hash(repr(data)) & 0xFFFFFF:x}"
         try:
