@@ -8,13 +8,15 @@ next one (§1.1: one tick never chains).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import functools
 import json
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -150,27 +152,70 @@ class OutboxMessage:
 
 
 def dispatch_outbox(engine: Engine, deliver: Callable[[OutboxMessage], None], *, limit: int = 100) -> int:
-    """Deliver pending messages; a message is marked delivered only after `deliver` returned.
+    """Deliver pending messages at least once; each is marked delivered only after `deliver` returned.
 
-    No transaction is open while a receiver runs, so a slow receiver never blocks fires. A crash between
-    delivery and marking means the message is delivered again: at least once, with the same delivery_id.
+    A crash between delivery and marking means the message is delivered again, with the same delivery_id.
+    PostgreSQL: delivery happens inside the transaction that holds the rows FOR UPDATE SKIP LOCKED, so
+    two dispatchers never take the same message and fires (which never lock outbox rows) go on.
+    SQLite: a transaction would stop every writer while a receiver runs, so delivery happens outside
+    one, and dispatchers take turns on an OS file lock beside the database (released if one crashes).
     """
-    rows = engine._read(lambda conn: repo.pending_outbox(conn, limit), "reading the outbox")
+    if engine.db.dialect.name == "postgresql":
+        return engine._write(functools.partial(_deliver_locked, engine=engine, deliver=deliver, limit=limit),
+                             "delivering the outbox")
+    with _dispatch_lock(engine) as held:
+        if not held:
+            return 0  # another dispatcher is delivering now
+        rows = engine._read(lambda conn: repo.pending_outbox(conn, limit), "reading the outbox")
+        count = 0
+        for row in rows:
+            try:
+                deliver(_message(row))
+            except Exception as exc:  # a failing receiver must not block the others
+                engine._write(functools.partial(_mark_failed, message_id=row.id, error=f"{type(exc).__name__}: {exc}"),
+                              "recording a failed delivery")
+                continue
+            engine._write(functools.partial(_mark_delivered, message_id=row.id, now=engine.clock.now()),
+                          "marking a message delivered")
+            count += 1
+        return count
+
+
+def _message(row: Any) -> OutboxMessage:
+    return OutboxMessage(row.id, row.delivery_id, row.instance_id, row.seq, row.topic, json.loads(row.payload),
+                         row.created_at)
+
+
+def _deliver_locked(conn: Connection, *, engine: Engine, deliver: Callable[[OutboxMessage], None],
+                    limit: int) -> int:
     count = 0
-    for row in rows:
-        message = OutboxMessage(row.id, row.delivery_id, row.instance_id, row.seq, row.topic,
-                                json.loads(row.payload), row.created_at)
+    for row in repo.pending_outbox(conn, limit):
         try:
-            deliver(message)
+            deliver(_message(row))
         except Exception as exc:  # a failing receiver must not block the others
-            error = f"{type(exc).__name__}: {exc}"
-            engine._write(functools.partial(_mark_failed, message_id=row.id, error=error),
-                          "recording a failed delivery")
+            repo.mark_failed(conn, row.id, f"{type(exc).__name__}: {exc}")
             continue
-        engine._write(functools.partial(_mark_delivered, message_id=row.id, now=engine.clock.now()),
-                      "marking a message delivered")
+        repo.mark_delivered(conn, row.id, engine.clock.now())
         count += 1
     return count
+
+
+@contextlib.contextmanager
+def _dispatch_lock(engine: Engine) -> Iterator[bool]:
+    database = engine.db.url.database
+    if not database or database == ":memory:":
+        yield True  # one process owns an in-memory database
+        return
+    with open(f"{database}.outbox-lock", "a+b") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _mark_failed(conn: Connection, *, message_id: int, error: str) -> None:

@@ -240,6 +240,8 @@ def insert_outbox(conn: Connection, instance_id: str, seq: int, messages: Iterab
 
 def pending_outbox(conn: Connection, limit: int) -> list[Any]:
     stmt = select(outbox).where(outbox.c.delivered_at.is_(None)).order_by(outbox.c.id).limit(limit)
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
     return list(conn.execute(stmt))
 
 

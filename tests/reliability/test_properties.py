@@ -392,7 +392,7 @@ def test_random_fires_never_leave_an_instance_outside_its_definition(target: Tar
     counts: dict[str, int] = {"instances": 0, "fired": 0}
     machine = type("Machine", (FiringMachine,), {"engine": engine, "clock": clock, "process": target.process,
                                                   "counts": counts})
-    examples = 30 if target.process == "ticket" else 5
+    examples = 20 if target.process == "ticket" else 4
     machine_settings = settings(max_examples=examples, stateful_step_count=20, deadline=None,
                                 suppress_health_check=list(HealthCheck))
     run_state_machine_as_test(machine, settings=machine_settings)  # type: ignore[no-untyped-call]
@@ -456,7 +456,7 @@ def test_random_start_data_is_accepted_valid_or_refused_with_data_validation_err
             assert spec is not None, f"stored field {name!r} is not in the schema"
             assert coerce(spec, value, compiled.tz, name) == value, f"{name}={value!r} is not canonical"
         assert stored.data.get("customer") not in (None, "")
-        if "amount" in stored.data:
+        if stored.data.get("amount") is not None:
             assert Decimal(stored.data["amount"]).is_finite()
         assert consistency_problems(engine, inst.id) == []
 
