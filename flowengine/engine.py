@@ -23,7 +23,14 @@ from flowengine.calendar import WorkingCalendar
 from flowengine.clock import Clock, SystemClock
 from flowengine.compile import CANCEL_EVENT, CANCELLED_STATE, CompiledProcess, compile_process
 from flowengine.definition.loader import Definition, definition_from_json, load_directory
-from flowengine.errors import ConcurrencyConflict, FlowEngineError, InstanceExists, UnknownInstance, UnknownProcess
+from flowengine.errors import (
+    ConcurrencyConflict,
+    DataValidationError,
+    FlowEngineError,
+    InstanceExists,
+    UnknownInstance,
+    UnknownProcess,
+)
 from flowengine.hooks import HookRegistry
 from flowengine.migrate import MigrationReport, migrate
 from flowengine.results import SYSTEM, Actor, HistoryEntry, Instance, InstanceView, Status, Step
@@ -154,6 +161,7 @@ class Engine:
         compiled = self.compiled(process_id)
         when = now or self.clock.now()
         who = actor or ANONYMOUS
+        _check_new(who, instance_id)
         snap = self._write(lambda conn: self._start_in(conn, compiled, dict(data or {}), who, when,
                                                         instance_id=instance_id), f"starting {process_id}")
         return self._instance(compiled, snap, when)
@@ -197,6 +205,8 @@ class Engine:
         """Fire `event` on an instance in one transaction; refusals raise and leave it unchanged."""
         when = now or self.clock.now()
         who = actor or ANONYMOUS
+        _check_lookup(instance_id)
+        _check_new(who)
         payload = dict(data or {})
 
         def run(conn: Connection) -> Step:
@@ -341,6 +351,7 @@ class Engine:
                         compiled.allowed_events(snap.state) if snap.status == "running" else (), timers, kids)
 
     def get(self, instance_id: str) -> Instance:
+        _check_lookup(instance_id)
         def read(conn: Connection) -> Instance:
             snap = repo.get_snapshot(conn, instance_id)
             if snap is None:
@@ -389,6 +400,7 @@ class Engine:
         return self._read(read, f"reading children of {instance_id}")
 
     def history(self, instance_id: str) -> Sequence[HistoryEntry]:
+        _check_lookup(instance_id)
         def read(conn: Connection) -> builtins.list[HistoryEntry]:
             entries = repo.read_history(conn, instance_id)
             if not entries and repo.get_snapshot(conn, instance_id) is None:
@@ -420,6 +432,29 @@ class Engine:
 
     def __exit__(self, *exc: object) -> None:
         self.dispose()
+
+
+def _utf8(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_new(actor: Actor, instance_id: str | None = None) -> None:
+    """Ids and roles are stored as text: refuse what is not valid Unicode (e.g. a non-UTF-8 argv byte)."""
+    bad = [f"{what} {value!r} is not valid Unicode text"
+           for what, value in (("actor id", actor.id), *(("role", r) for r in sorted(actor.roles)),
+                               ("instance id", instance_id or ""))
+           if not _utf8(value)]
+    if bad:
+        raise DataValidationError(bad, where="identifiers")
+
+
+def _check_lookup(instance_id: str) -> None:
+    if not _utf8(instance_id):
+        raise UnknownInstance(instance_id.encode("utf-8", "backslashreplace").decode("ascii", "replace"))
 
 
 def _new_id() -> str:

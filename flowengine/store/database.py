@@ -75,7 +75,7 @@ def store_errors(action: str) -> Iterator[None]:
         raise StoreError(f"database error while {action}: {_first_line(exc)}") from exc
     except Exception as exc:
         # The hot path talks to the DBAPI cursor directly, so its errors arrive unwrapped.
-        if not _is_driver_error(exc):
+        if not (_is_driver_error(exc) or isinstance(exc, UnicodeEncodeError)):
             raise
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StoreError(f"database error while {action}: {text}") from exc

@@ -85,3 +85,19 @@ def test_validate_reports_hostile_files_with_locations_exit_1(case: str, tmp_pat
     for line in located:
         _, row, col, *_ = line.split(":")
         assert int(row) >= 1 and int(col) >= 1, line
+
+
+@pytest.mark.parametrize("args", [
+    ["fire", "T-1", "note", "--role", "clerk", "--actor", "\udcff", "--data", '{"note": "x"}'],
+    ["start", "ticket", "--role", "clerk", "--id", "T\udcff", "--data", '{"customer": "A"}'],
+    ["show", "T\udcff"],
+], ids=["actor", "start-id", "show-id"])
+def test_arguments_that_are_not_utf8_end_in_one_error_line(args: list[str], tmp_path: Path) -> None:
+    """A non-UTF-8 byte in argv reaches Python as a lone surrogate (surrogateescape)."""
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    clean(run("start", "ticket", "--role", "clerk", "--id", "T-1", "--data", '{"customer": "A"}', db=db), 0)
+    result = run(*args, db=db)
+    assert result.exception is None or isinstance(result.exception, SystemExit), \
+        f"uncaught {type(result.exception).__name__}: {result.exception}"
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert result.output.strip().splitlines()[-1].startswith(("error: ", "Error: ")), result.output

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from flowengine import Actor, Engine, HookError, HookRegistry, StoreError, UnknownInstance
+from flowengine import Actor, Engine, FlowEngineError, HookError, HookRegistry, StoreError, UnknownInstance
 from flowengine.definition.loader import load_process_text
 from flowengine.hooks import ActionContext, GuardContext
 from flowengine.store.database import make_engine
@@ -167,6 +167,32 @@ def _only(registry: HookRegistry, action: str) -> HookRegistry:
     hooks = HookRegistry("only")
     hooks.action(action)(registry.action_fn(action))
     return hooks
+
+
+# -- identifiers that are not text ----------------------------------------------------------------
+
+NOT_UTF8 = "x\udcff"  # what Python makes of the byte 0xFF in argv, a file name or a lax decoder
+
+
+@pytest.mark.parametrize("where", ["actor id", "actor role", "new instance id", "instance id"])
+def test_identifiers_that_are_not_valid_unicode_are_refused_cleanly(db_url: str, where: str) -> None:
+    """Caller-supplied ids go into the database as text; one that can't be encoded must not surface as a
+    raw UnicodeEncodeError from the driver."""
+    engine = open_engine(db_url)
+    iid = engine.start("ticket", data={"customer": "A"}, actor=CLERK).id
+    before = snapshot(engine, iid)
+    note = {"note": "n"}
+    with pytest.raises(FlowEngineError):
+        if where == "actor id":
+            engine.fire(iid, "note", data=note, actor=Actor(NOT_UTF8, {"clerk"}))
+        elif where == "actor role":
+            engine.fire(iid, "note", data=note, actor=Actor("c1", {"clerk", NOT_UTF8}))
+        elif where == "new instance id":
+            engine.start("ticket", data={"customer": "A"}, actor=CLERK, instance_id=NOT_UTF8)
+        else:
+            engine.fire(NOT_UTF8, "note", data=note, actor=CLERK)
+    assert snapshot(engine, iid) == before
+    engine.dispose()
 
 
 # -- unreachable ----------------------------------------------------------------------------------
