@@ -69,6 +69,7 @@ class CompiledProcess:
     conditions: dict[str, Evaluator] = field(default_factory=dict)
     whens: dict[int, Evaluator] = field(default_factory=dict)  # id(action) → its compiled `when`
     machine: Any = None
+    _allowed: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
 
     @property
     def spec(self) -> Any:
@@ -87,17 +88,15 @@ class CompiledProcess:
         spec: TimerSpec = self.definition.spec.timers[timer_id]
         return spec
 
-    def roles_for(self, state: str, event: str) -> frozenset[str]:
-        out: set[str] = set()
-        for row in self.rows.get((state, event), ()):
-            out |= row.roles
-        return frozenset(out)
-
     def allowed_events(self, state: str, roles: frozenset[str] | None = None) -> tuple[str, ...]:
         """Events a person may fire here (all of them with `roles=None`), never those only `system` fires."""
         events = self.events_by_state.get(state, ())
         if roles is None:
-            return tuple(e for e in events if self.event_roles[(state, e)] - {"system"})
+            # Every fire returns an Instance with these; they depend only on the state.
+            cached = self._allowed.get(state)
+            if cached is None:
+                cached = self._allowed[state] = tuple(e for e in events if self.event_roles[(state, e)] - {"system"})
+            return cached
         return tuple(e for e in events if self.event_roles[(state, e)] & roles)
 
 

@@ -35,8 +35,10 @@ from flowengine.hooks import HookRegistry
 from flowengine.migrate import MigrationReport, migrate
 from flowengine.results import SYSTEM, Actor, HistoryEntry, Instance, InstanceView, Status, Step
 from flowengine.runtime import Decision, Snapshot, decide, decide_start
+from flowengine.store import hotpath as hp
 from flowengine.store import repository as repo
 from flowengine.store.database import make_engine, store_errors, upgrade
+from flowengine.store.tx import Transactions, Tx
 from flowengine.timers import OutboxMessage, TickReport, dispatch_outbox, tick
 
 T = TypeVar("T")
@@ -46,17 +48,19 @@ ANONYMOUS = Actor("anonymous")
 class _Services:
     """What the pure runtime needs from outside, bound to the current transaction."""
 
-    def __init__(self, conn: Connection, calendar: WorkingCalendar) -> None:
-        self.conn, self.calendar = conn, calendar
+    __slots__ = ("calendar", "instances", "tx")
+
+    def __init__(self, tx: Tx, calendar: WorkingCalendar) -> None:
+        self.tx, self.calendar = tx, calendar
         self.instances = self
 
     def next_number(self, prefix: str, year: int, *, gap_free: bool) -> int:
         # One counter row per prefix and year, updated in the transaction: gap-free for every form.
-        return repo.next_number(self.conn, prefix, year)
+        return hp.next_number(self.tx, prefix, year)
 
     def find(self, process: str, *, states: Sequence[str] | None = None,
              status: str | None = None) -> Sequence[InstanceView]:
-        return repo.find_views(self.conn, process, states, status)
+        return hp.find_views(self.tx, process, states, status)
 
 
 class Engine:
@@ -82,6 +86,7 @@ class Engine:
         # Option-carrying copies of the engine share its pool; connections come out already tagged.
         self._writer = self.db.execution_options(flowengine_write=True)
         self._reader = self.db.execution_options(flowengine_write=False)
+        self._transactions = Transactions(self.db)
         if migrate:
             upgrade(self.db)
         if processes is None:
@@ -120,7 +125,7 @@ class Engine:
 
         for attempt in range(3):
             try:
-                return self._write(fn, action)
+                return self._write_core(fn, action)
             except FlowEngineError as exc:
                 if attempt == 2 or not isinstance(exc.__cause__, IntegrityError):
                     raise
@@ -146,7 +151,13 @@ class Engine:
         return self._compiled[key]
 
     # -- transactions -------------------------------------------------------------------------
-    def _write(self, fn: Callable[[Connection], T], action: str) -> T:
+    def _write(self, fn: Callable[[Tx], T], action: str) -> T:
+        """The write path of fires, starts and ticks: one transaction at driver level (store/tx.py)."""
+        with store_errors(action):
+            return self._transactions.run(fn)
+
+    def _write_core(self, fn: Callable[[Connection], T], action: str) -> T:
+        """A write transaction on an SQLAlchemy connection, for the rare writes built with Core."""
         with store_errors(action), self._writer.connect() as conn, conn.begin():
             return fn(conn)
 
@@ -162,40 +173,40 @@ class Engine:
         when = now or self.clock.now()
         who = actor or ANONYMOUS
         _check_new(who, instance_id)
-        snap = self._write(lambda conn: self._start_in(conn, compiled, dict(data or {}), who, when,
+        snap = self._write(lambda tx: self._start_in(tx, compiled, dict(data or {}), who, when,
                                                         instance_id=instance_id), f"starting {process_id}")
         return self._instance(compiled, snap, when)
 
-    def _start_in(self, conn: Connection, compiled: CompiledProcess, data: dict[str, Any], actor: Actor,
+    def _start_in(self, tx: Tx, compiled: CompiledProcess, data: dict[str, Any], actor: Actor,
                   now: dt.datetime, *, instance_id: str | None = None, parent_id: str | None = None,
                   origin_id: str | None = None, system: bool = False) -> Snapshot:
         snap = Snapshot(instance_id or _new_id(), compiled.process_id, compiled.version, compiled.spec.initial,
                         "running", {}, 1, parent_id, actor.id, now)
-        decision = decide_start(compiled, snap, data, actor, now, self._services(conn),
+        decision = decide_start(compiled, snap, data, actor, now, self._services(tx),
                                 check_role=not system)
         snap = replace(snap, data=decision.data, status=decision.status)
-        while not repo.insert_instance(conn, snap, now, origin_id):
+        while not hp.insert_instance(tx, snap, now, origin_id):
             if instance_id is not None:
                 raise InstanceExists(instance_id)
             snap = replace(snap, id=_new_id())
-        started = self._spawn(conn, compiled, snap, decision, now)
+        started = self._spawn(tx, compiled, snap, decision, now)
         details = {k: v for k, v in (("parent", parent_id), ("origin", origin_id), ("started", started)) if v}
-        repo.insert_history(conn, snap.id, 1, "start", None, snap.state, actor, decision.payload, now, "start", details)
-        repo.schedule_timers(conn, snap.id, decision.schedule, now)
-        repo.insert_outbox(conn, snap.id, 1, ((m.topic, m.payload) for m in decision.messages), now)
+        hp.insert_history(tx, snap.id, 1, "start", None, snap.state, actor, decision.payload, now, "start", details)
+        hp.schedule_timers(tx, snap.id, decision.schedule, now)
+        hp.insert_outbox(tx, snap.id, 1, ((m.topic, m.payload) for m in decision.messages), now)
         return snap
 
-    def _spawn(self, conn: Connection, compiled: CompiledProcess, snap: Snapshot, decision: Decision,
+    def _spawn(self, tx: Tx, compiled: CompiledProcess, snap: Snapshot, decision: Decision,
                now: dt.datetime) -> list[str]:
         """Start the call state's child and any hand-offs, as `system`, in this transaction."""
         started = []
         if decision.call is not None:
             child = self.compiled(decision.call.process)
-            started.append(self._start_in(conn, child, decision.call.data, SYSTEM, now, parent_id=snap.id,
+            started.append(self._start_in(tx, child, decision.call.data, SYSTEM, now, parent_id=snap.id,
                                           system=True).id)
         for plan in decision.handoffs:
             other = self.compiled(plan.process)
-            started.append(self._start_in(conn, other, plan.data, SYSTEM, now, origin_id=snap.id, system=True).id)
+            started.append(self._start_in(tx, other, plan.data, SYSTEM, now, origin_id=snap.id, system=True).id)
         return started
 
     # -- fire -----------------------------------------------------------------------------------
@@ -209,8 +220,8 @@ class Engine:
         _check_new(who)
         payload = dict(data or {})
 
-        def run(conn: Connection) -> Step:
-            return self._fire_in(conn, instance_id, event, payload, who, when, expected_revision=expected_revision,
+        def run(tx: Tx) -> Step:
+            return self._fire_in(tx, instance_id, event, payload, who, when, expected_revision=expected_revision,
                                  idempotency_key=idempotency_key)
         try:
             return self._write(run, f"firing {event} on {instance_id}")
@@ -218,49 +229,49 @@ class Engine:
             if idempotency_key is None:
                 raise
             # A concurrent retry with the same key may have won: then its result is ours.
-            replay = self._read(lambda c: self._replay(c, instance_id, idempotency_key), "reading a result")
+            replay = self._read(lambda c: self._replay(Tx.of(c), instance_id, idempotency_key), "reading a result")
             if replay is None:
                 raise
             return replay
 
-    def _replay(self, conn: Connection, instance_id: str, key: str) -> Step | None:
-        seq = repo.idempotent_seq(conn, instance_id, key)
+    def _replay(self, tx: Tx, instance_id: str, key: str) -> Step | None:
+        seq = hp.idempotent_seq(tx, instance_id, key)
         if seq is None:
             return None
-        entry = repo.history_entry(conn, instance_id, seq)
-        snap = repo.get_snapshot(conn, instance_id)
+        entry = hp.history_entry(tx, instance_id, seq)
+        snap = hp.get_snapshot(tx, instance_id)
         assert entry is not None and snap is not None
         compiled = self.compiled(snap.process, snap.version)
         return Step(instance_id, entry.event, entry.source or "", entry.target, seq, seq,
                     entry.details.get("transition"), (), self._instance(compiled, snap, entry.at),
                     tuple(entry.details.get("started", ())), replayed=True)
 
-    def _fire_in(self, conn: Connection, instance_id: str, event: str, payload: dict[str, Any], actor: Actor,
+    def _fire_in(self, tx: Tx, instance_id: str, event: str, payload: dict[str, Any], actor: Actor,
                  now: dt.datetime, *, expected_revision: int | None = None, idempotency_key: str | None = None,
                  kind: str = "fire", details: Mapping[str, Any] | None = None) -> Step:
         if idempotency_key is not None:
-            replay = self._replay(conn, instance_id, idempotency_key)
+            replay = self._replay(tx, instance_id, idempotency_key)
             if replay is not None:
                 return replay
-        snap = repo.get_snapshot(conn, instance_id)
+        snap = hp.get_snapshot(tx, instance_id)
         if snap is None:
             raise UnknownInstance(instance_id)
         if expected_revision is not None and snap.revision != expected_revision:
             raise ConcurrencyConflict(instance_id, expected_revision, snap.revision)
         compiled = self.compiled(snap.process, snap.version)
-        decision = decide(compiled, snap, event, payload, actor, now, self._services(conn))
-        step = self._apply(conn, compiled, snap, decision, actor, now, kind, details or {})
+        decision = decide(compiled, snap, event, payload, actor, now, self._services(tx))
+        step = self._apply(tx, compiled, snap, decision, actor, now, kind, details or {})
         if idempotency_key is not None:
-            repo.remember_key(conn, instance_id, idempotency_key, step.seq, now)
+            hp.remember_key(tx, instance_id, idempotency_key, step.seq, now)
         return step
 
-    def _apply(self, conn: Connection, compiled: CompiledProcess, snap: Snapshot, decision: Decision, actor: Actor,
+    def _apply(self, tx: Tx, compiled: CompiledProcess, snap: Snapshot, decision: Decision, actor: Actor,
                now: dt.datetime, kind: str, details: Mapping[str, Any]) -> Step:
         seq = snap.revision + 1
         new = replace(snap, state=decision.target, status=decision.status, data=decision.data, revision=seq)
-        if not repo.update_instance(conn, new, snap.revision, now):
-            raise ConcurrencyConflict(snap.id, snap.revision, repo.current_revision(conn, snap.id))
-        started = self._spawn(conn, compiled, new, decision, now)
+        if not hp.update_instance(tx, new, snap.revision, now):
+            raise ConcurrencyConflict(snap.id, snap.revision, hp.current_revision(tx, snap.id))
+        started = self._spawn(tx, compiled, new, decision, now)
         row = decision.row
         info: dict[str, Any] = {**details}
         if row is not None and row.id:
@@ -269,38 +280,40 @@ class Engine:
             info["guards"] = [{"name": g.name, "passed": g.passed} for g in decision.guards]
         if started:
             info["started"] = started
-        repo.insert_history(conn, snap.id, seq, decision.event, decision.source, decision.target, actor,
-                            decision.payload, now, kind, info)
+        hp.insert_history(tx, snap.id, seq, decision.event, decision.source, decision.target, actor,
+                          decision.payload, now, kind, info)
         if decision.status != "running":
-            repo.cancel_timers(conn, snap.id, None, now)
+            if compiled.spec.timers:
+                hp.cancel_timers(tx, snap.id, None, now)
         else:
-            repo.cancel_timers(conn, snap.id, decision.cancel_timers, now)
-            repo.schedule_timers(conn, snap.id, decision.schedule, now)
-        repo.insert_outbox(conn, snap.id, seq, ((m.topic, m.payload) for m in decision.messages), now)
+            hp.cancel_timers(tx, snap.id, decision.cancel_timers, now)
+            hp.schedule_timers(tx, snap.id, decision.schedule, now)
+        if decision.messages:
+            hp.insert_outbox(tx, snap.id, seq, ((m.topic, m.payload) for m in decision.messages), now)
         if decision.status == Status.CANCELLED.value:
-            for child_id in repo.children(conn, snap.id, running_only=True):
-                self._cascade_cancel(conn, child_id, decision.data.get("reason"), now)
+            for child_id in hp.children(tx, snap.id, running_only=True):
+                self._cascade_cancel(tx, child_id, decision.data.get("reason"), now)
         if decision.status != "running" and snap.parent_id is not None and kind != "cascade":
             # A child cancelled on its own reports it; one cancelled by its parent does not (§1.1).
-            self._outcome(conn, snap.parent_id, new, now)
+            self._outcome(tx, snap.parent_id, new, now)
         return Step(snap.id, decision.event, decision.source or "", decision.target, seq, seq,
                     row.id if row else None, tuple(decision.guards), self._instance(compiled, new, now),
                     tuple(started))
 
-    def _cascade_cancel(self, conn: Connection, instance_id: str, reason: Any, now: dt.datetime) -> None:
+    def _cascade_cancel(self, tx: Tx, instance_id: str, reason: Any, now: dt.datetime) -> None:
         """A cancelled parent cancels its running child as `system`, whatever the child's cancel row says."""
-        snap = repo.get_snapshot(conn, instance_id)
+        snap = hp.get_snapshot(tx, instance_id)
         if snap is None or snap.status != "running":
             return
         compiled = self.compiled(snap.process, snap.version)
         data = {**snap.data, "reason": reason} if reason is not None else dict(snap.data)
         decision = Decision(CANCEL_EVENT, snap.state, CANCELLED_STATE, compiled.status_of(CANCELLED_STATE), data,
                             {"reason": reason} if reason is not None else {})
-        self._apply(conn, compiled, snap, decision, SYSTEM, now, "cascade", {"parent": snap.parent_id})
+        self._apply(tx, compiled, snap, decision, SYSTEM, now, "cascade", {"parent": snap.parent_id})
 
-    def _outcome(self, conn: Connection, parent_id: str, child: Snapshot, now: dt.datetime) -> None:
+    def _outcome(self, tx: Tx, parent_id: str, child: Snapshot, now: dt.datetime) -> None:
         """A finished child fires its parent's outcome event, in the same transaction as its last step."""
-        parent = repo.get_snapshot(conn, parent_id)
+        parent = hp.get_snapshot(tx, parent_id)
         if parent is None or parent.status != "running":
             return
         compiled = self.compiled(parent.process, parent.version)
@@ -311,11 +324,11 @@ class Engine:
         if outcome is None:
             return
         payload = {p: child.data[c] for p, c in outcome.copy_.items() if child.data.get(c) is not None}
-        self._fire_in(conn, parent_id, outcome.event, payload, SYSTEM, now, kind="outcome",
+        self._fire_in(tx, parent_id, outcome.event, payload, SYSTEM, now, kind="outcome",
                       details={"child": child.id, "child_state": child.state})
 
-    def _services(self, conn: Connection) -> _Services:
-        return _Services(conn, self.calendar)
+    def _services(self, tx: Tx) -> _Services:
+        return _Services(tx, self.calendar)
 
     # -- time -----------------------------------------------------------------------------------
     def tick(self, now: dt.datetime | None = None) -> TickReport:
@@ -425,6 +438,7 @@ class Engine:
                  "payload": json.loads(r.payload), "delivered_at": r.delivered_at} for r in rows]
 
     def dispose(self) -> None:
+        self._transactions.dispose()
         self.db.dispose()
 
     def __enter__(self) -> Engine:

@@ -18,7 +18,9 @@ from sqlalchemy import Connection
 from flowengine.errors import DataValidationError, MigrationError
 from flowengine.results import SYSTEM, Actor
 from flowengine.runtime import plan_timers, validate_data
+from flowengine.store import hotpath as hp
 from flowengine.store import repository as repo
+from flowengine.store.tx import Tx
 
 if TYPE_CHECKING:
     from flowengine.engine import Engine
@@ -60,6 +62,7 @@ def migrate(engine: Engine, process: str, from_version: int, to_version: int, ma
 
     def run(conn: Connection) -> MigrationReport:
         rows = repo.list_rows(conn, process=process, version=from_version, status="running")
+        tx = Tx.of(conn)
         snaps = [repo.snapshot_of(r) for r in rows]
         unmapped = sorted({s.state for s in snaps if s.state not in mapping and s.state not in new.spec.states})
         if unmapped:
@@ -77,13 +80,13 @@ def migrate(engine: Engine, process: str, from_version: int, to_version: int, ma
             if dry_run:
                 continue
             moved = replace(snap, version=to_version, state=target, data=data, revision=snap.revision + 1)
-            if not repo.update_instance(conn, moved, snap.revision, when):
+            if not hp.update_instance(tx, moved, snap.revision, when):
                 raise MigrationError(f"{snap.id} changed during the migration; nothing was migrated, try again")
-            repo.insert_history(conn, snap.id, moved.revision, "migrate", snap.state, target, actor, {}, when,
-                                "migrate", {"from_version": from_version, "to_version": to_version})
-            repo.cancel_timers(conn, snap.id, None, when)
-            _, schedule = plan_timers(new, None, target, False, data, when, engine._services(conn))
-            repo.schedule_timers(conn, snap.id, schedule, when)
+            hp.insert_history(tx, snap.id, moved.revision, "migrate", snap.state, target, actor, {}, when,
+                              "migrate", {"from_version": from_version, "to_version": to_version})
+            hp.cancel_timers(tx, snap.id, None, when)
+            _, schedule = plan_timers(new, None, target, False, data, when, engine._services(tx))
+            hp.schedule_timers(tx, snap.id, schedule, when)
         return MigrationReport(process, from_version, to_version, tuple(items), dry_run)
 
-    return engine._write(run, f"migrating {process}")
+    return engine._write_core(run, f"migrating {process}")

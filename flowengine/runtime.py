@@ -110,22 +110,8 @@ def _evaluate(name: str, evaluator: Any, ctx: GuardContext) -> bool | Refusal:
 
 def validate_payload(compiled: CompiledProcess, state: str, event: str, payload: Mapping[str, Any]) -> dict[str, Any]:
     rule = compiled.payloads[(state, event)]
-    allowed, tz = rule.allowed, compiled.tz
-    values: dict[str, Any] = {}
-    errors: list[str] = []
-    for name, value in payload.items():
-        spec = allowed.get(name)
-        if spec is None:
-            known = ", ".join(sorted(allowed)) or "none"
-            errors.append(f"'{name}' is not a field of event '{event}'; allowed: {known}")
-            continue
-        try:
-            values[name] = coerce(spec, value, tz, name)
-        except Invalid as exc:
-            errors.append(str(exc))
-    for name in rule.required:
-        if is_empty(payload.get(name)):
-            errors.append(f"'{name}' is required by event '{event}'")
+    values, errors = validate_fields(rule.allowed, payload, compiled.tz, f"of event '{event}'")
+    errors += [f"'{name}' is required by event '{event}'" for name in rule.required if is_empty(payload.get(name))]
     if errors:
         raise DataValidationError(errors, where=f"payload of '{event}'")
     return values

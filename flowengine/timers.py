@@ -26,8 +26,9 @@ from flowengine.durations import parse_duration
 from flowengine.errors import FlowEngineError
 from flowengine.results import SYSTEM
 from flowengine.runtime import decide_escalation
-from flowengine.store import hotpath
+from flowengine.store import hotpath as hp
 from flowengine.store import repository as repo
+from flowengine.store.tx import Tx
 
 if TYPE_CHECKING:
     from flowengine.engine import Engine
@@ -75,7 +76,7 @@ def tick(engine: Engine, now: dt.datetime, *, limit: int = 100_000, batch: int =
     return TickReport(now, tuple(firings))
 
 
-def _fire_batch(engine: Engine, conn: Connection, *, timer_rows: list[int],
+def _fire_batch(engine: Engine, tx: Tx, *, timer_rows: list[int],
                 now: dt.datetime) -> list[TimerFiring]:
     """Fire timers one after another in one transaction; each in a savepoint, so a failure undoes only itself.
 
@@ -84,56 +85,56 @@ def _fire_batch(engine: Engine, conn: Connection, *, timer_rows: list[int],
     """
     done = []
     for timer_row in timer_rows:
-        hotpath.savepoint(conn, "fe_timer")
+        hp.savepoint(tx, "fe_timer")
         try:
-            result = _fire_one(engine, conn, timer_row=timer_row, now=now)
+            result = _fire_one(engine, tx, timer_row=timer_row, now=now)
         except FlowEngineError as exc:
-            hotpath.savepoint(conn, "fe_timer", "ROLLBACK TO SAVEPOINT")
-            hotpath.savepoint(conn, "fe_timer", "RELEASE SAVEPOINT")
-            result = _fail(conn, timer_row=timer_row, now=now, exc=exc)
+            hp.savepoint(tx, "fe_timer", "ROLLBACK TO SAVEPOINT")
+            hp.savepoint(tx, "fe_timer", "RELEASE SAVEPOINT")
+            result = _fail(tx, timer_row=timer_row, now=now, exc=exc)
         else:
-            hotpath.savepoint(conn, "fe_timer", "RELEASE SAVEPOINT")
+            hp.savepoint(tx, "fe_timer", "RELEASE SAVEPOINT")
         if result is not None:
             done.append(result)
     return done
 
 
-def _fire_one(engine: Engine, conn: Connection, *, timer_row: int, now: dt.datetime) -> TimerFiring | None:
-    claimed = repo.claim_timer(conn, timer_row)
+def _fire_one(engine: Engine, tx: Tx, *, timer_row: int, now: dt.datetime) -> TimerFiring | None:
+    claimed = hp.claim_timer(tx, timer_row)
     if claimed is None:
         return None  # another worker fired it, or its scope was left
     instance_id, name, due_at = claimed
-    snap = repo.get_snapshot(conn, instance_id)
+    snap = hp.get_snapshot(tx, instance_id)
     if snap is None or snap.status != "running":
-        repo.finish_timer(conn, timer_row, "cancelled", now, "instance not running")
+        hp.finish_timer(tx, timer_row, "cancelled", now, "instance not running")
         return TimerFiring(timer_row, instance_id, name, due_at, "skipped")
     compiled = engine.compiled(snap.process, snap.version)
     timer = compiled.timer(name)
     if snap.state not in timer.scope:
-        repo.finish_timer(conn, timer_row, "cancelled", now, "scope left")
+        hp.finish_timer(tx, timer_row, "cancelled", now, "scope left")
         return TimerFiring(timer_row, instance_id, name, due_at, "skipped")
     if timer.fire is not None:
-        step = engine._fire_in(conn, instance_id, timer.fire, dict(timer.payload), SYSTEM, now, kind="timer",
+        step = engine._fire_in(tx, instance_id, timer.fire, dict(timer.payload), SYSTEM, now, kind="timer",
                                details={"timer": name, "due_at": due_at.isoformat()})
-        repo.finish_timer(conn, timer_row, "fired", now, json.dumps({"event": timer.fire, "seq": step.seq}))
+        hp.finish_timer(tx, timer_row, "fired", now, json.dumps({"event": timer.fire, "seq": step.seq}))
         return TimerFiring(timer_row, instance_id, name, due_at, "fired", timer.fire, step.target)
-    decision = decide_escalation(compiled, snap, name, SYSTEM, now, engine._services(conn))
-    step = engine._apply(conn, compiled, snap, decision, SYSTEM, now, "escalation",
+    decision = decide_escalation(compiled, snap, name, SYSTEM, now, engine._services(tx))
+    step = engine._apply(tx, compiled, snap, decision, SYSTEM, now, "escalation",
                          {"timer": name, "due_at": due_at.isoformat()})
-    repo.finish_timer(conn, timer_row, "escalated", now, json.dumps({"escalation": name, "seq": step.seq}))
+    hp.finish_timer(tx, timer_row, "escalated", now, json.dumps({"escalation": name, "seq": step.seq}))
     if timer.repeat is not None:
         next_due = parse_duration(timer.repeat).apply(due_at, engine.calendar)
         from flowengine.runtime import TimerPlan
 
-        repo.schedule_timers(conn, instance_id, [TimerPlan(name, max(next_due, now))], now)
+        hp.schedule_timers(tx, instance_id, [TimerPlan(name, max(next_due, now))], now)
     return TimerFiring(timer_row, instance_id, name, due_at, "escalated", f"!{name}", snap.state)
 
 
-def _fail(conn: Connection, *, timer_row: int, now: dt.datetime, exc: FlowEngineError) -> TimerFiring | None:
-    claimed = repo.claim_timer(conn, timer_row)
+def _fail(tx: Tx, *, timer_row: int, now: dt.datetime, exc: FlowEngineError) -> TimerFiring | None:
+    claimed = hp.claim_timer(tx, timer_row)
     if claimed is None:
         return None
-    repo.finish_timer(conn, timer_row, "failed", now, str(exc))
+    hp.finish_timer(tx, timer_row, "failed", now, str(exc))
     log.warning("timer %s on %s failed: %s", claimed[1], claimed[0], exc)
     return TimerFiring(timer_row, claimed[0], claimed[1], claimed[2], "failed", error=str(exc))
 
@@ -161,7 +162,7 @@ def dispatch_outbox(engine: Engine, deliver: Callable[[OutboxMessage], None], *,
     one, and dispatchers take turns on an OS file lock beside the database (released if one crashes).
     """
     if engine.db.dialect.name == "postgresql":
-        return engine._write(functools.partial(_deliver_locked, engine=engine, deliver=deliver, limit=limit),
+        return engine._write_core(functools.partial(_deliver_locked, engine=engine, deliver=deliver, limit=limit),
                              "delivering the outbox")
     with _dispatch_lock(engine) as held:
         if not held:
@@ -172,11 +173,12 @@ def dispatch_outbox(engine: Engine, deliver: Callable[[OutboxMessage], None], *,
             try:
                 deliver(_message(row))
             except Exception as exc:  # a failing receiver must not block the others
-                engine._write(functools.partial(_mark_failed, message_id=row.id, error=f"{type(exc).__name__}: {exc}"),
-                              "recording a failed delivery")
+                error = f"{type(exc).__name__}: {exc}"
+                engine._write_core(functools.partial(_mark_failed, message_id=row.id, error=error),
+                                   "recording a failed delivery")
                 continue
-            engine._write(functools.partial(_mark_delivered, message_id=row.id, now=engine.clock.now()),
-                          "marking a message delivered")
+            engine._write_core(functools.partial(_mark_delivered, message_id=row.id, now=engine.clock.now()),
+                               "marking a message delivered")
             count += 1
         return count
 

@@ -1,166 +1,243 @@
-"""The four statements every fire runs, as pre-written driver SQL.
+"""Every statement of the write path (fire, start, tick), as pre-written driver SQL on a `Tx`.
 
 Building a Core statement per call costs more than SQLite's own work (cache keys over every column,
-`.values()` coercion); these statements never change shape, so they are written once per dialect and
-run on the DBAPI cursor of the same pooled connection (so inside the same transaction), skipping the
-result machinery that costs more than the statement. They read and write exactly what the Core
-definitions in `tables.py` describe, and the tests run both paths against each other.
+`.values()` coercion, result processing); these statements never change shape, so each is written
+once for both dialects. They read and write exactly what `tables.py` describes (UTC times as
+`Tx.instant` stores them, JSON text), and the store tests check them against the Core reads.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection
+from flowengine.results import Actor, HistoryEntry, InstanceView
+from flowengine.runtime import Snapshot, TimerPlan
+from flowengine.store.tx import Tx, read_instant
 
-from flowengine.runtime import Snapshot
-
-_SELECT = ("SELECT id, process_id, version, state, status, data, revision, parent_id, started_by, created_at "
-           "FROM fe_instances WHERE id = {id}")
-_SELECT_FOR_UPDATE = _SELECT + " FOR UPDATE"
-_UPDATE = ("UPDATE fe_instances SET state = {state}, status = {status}, data = {data}, revision = {revision}, "
-           "version = {version}, updated_at = {updated_at} WHERE id = {id} AND revision = {expected}")
-_HISTORY = ("INSERT INTO fe_history (instance_id, seq, event, from_state, to_state, actor_id, actor_roles, payload, "
-            "at, kind, details) VALUES ({instance_id}, {seq}, {event}, {from_state}, {to_state}, {actor_id}, "
-            "{actor_roles}, {payload}, {at}, {kind}, {details})")
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
 
 
-_INSERT = ("INSERT INTO fe_instances (id, process_id, version, state, status, data, revision, parent_id, origin_id, "
-           "started_by, created_at, updated_at) VALUES ({id}, {process_id}, {version}, {state}, {status}, {data}, "
-           "{revision}, {parent_id}, {origin_id}, {started_by}, {created_at}, {updated_at}) "
-           "ON CONFLICT (id) DO NOTHING")
+def dumps(value: Any) -> str:
+    return _ENCODER.encode(value)
 
 
-_CLAIM = "SELECT instance_id, timer, due_at FROM fe_timers WHERE id = {id} AND status = 'pending'"
-_FINISH = "UPDATE fe_timers SET status = {status}, fired_at = {fired_at}, result = {result} WHERE id = {id}"
-_TIMER = ("INSERT INTO fe_timers (instance_id, timer, due_at, status, created_at) "
-          "VALUES ({instance_id}, {timer}, {due_at}, 'pending', {created_at})")
-_OUTBOX = ("INSERT INTO fe_outbox (delivery_id, instance_id, seq, topic, payload, created_at, attempts) "
-           "VALUES ({delivery_id}, {instance_id}, {seq}, {topic}, {payload}, {created_at}, 0)")
+_ROLES: dict[frozenset[str], str] = {}
 
 
-def _style(template: str, dialect: str) -> str:
-    names = [part.split("}")[0] for part in template.split("{")[1:]]
-    if dialect == "sqlite":
-        return template.format(**{n: f":{n}" for n in names})
-    return template.format(**{n: f"%({n})s" for n in names})
-
-
-_CACHE: dict[tuple[str, str], str] = {}
-
-
-def _sql(conn: Connection, template: str) -> str:
-    key = (template, conn.dialect.name)
-    text = _CACHE.get(key)
+def _roles_json(roles: frozenset[str]) -> str:
+    # Few distinct role sets exist in practice; bounded in case callers invent one per request.
+    text = _ROLES.get(roles)
     if text is None:
-        text = _CACHE[key] = _style(template, conn.dialect.name)
+        if len(_ROLES) > 1024:
+            _ROLES.clear()
+        text = _ROLES[roles] = dumps(sorted(roles))
     return text
 
 
-def _instant(conn: Connection, value: dt.datetime) -> Any:
-    # Same representation as tables.UTCDateTime: naive UTC text on SQLite, aware on PostgreSQL.
-    utc = value.astimezone(dt.UTC)
-    if conn.dialect.name == "sqlite":
-        return utc.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
-    return utc
+def _q(template: str) -> tuple[str, str]:
+    """(SQLite text, PostgreSQL text) of a statement whose parameters are written `{name}`."""
+    names = [part.split("}")[0] for part in template.split("{")[1:]]
+    return (template.format(**{n: f":{n}" for n in names}), template.format(**{n: f"%({n})s" for n in names}))
 
 
-def _read_instant(value: Any) -> dt.datetime:
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    moment: dt.datetime = value
-    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+_COLUMNS = "id, process_id, version, state, status, data, revision, parent_id, started_by, created_at"
+_SELECT = _q(f"SELECT {_COLUMNS} FROM fe_instances WHERE id = {{id}}")
+_SELECT_FOR_UPDATE = _q(f"SELECT {_COLUMNS} FROM fe_instances WHERE id = {{id}} FOR UPDATE")
+_REVISION = _q("SELECT revision FROM fe_instances WHERE id = {id}")
+_UPDATE = _q("UPDATE fe_instances SET state = {state}, status = {status}, data = {data}, revision = {revision}, "
+             "version = {version}, updated_at = {updated_at} WHERE id = {id} AND revision = {expected}")
+_INSERT = _q("INSERT INTO fe_instances (id, process_id, version, state, status, data, revision, parent_id, "
+             "origin_id, started_by, created_at, updated_at) VALUES ({id}, {process_id}, {version}, {state}, "
+             "{status}, {data}, {revision}, {parent_id}, {origin_id}, {started_by}, {created_at}, {updated_at}) "
+             "ON CONFLICT (id) DO NOTHING")
+_CHILDREN = _q("SELECT id FROM fe_instances WHERE parent_id = {parent} ORDER BY created_at, id")
+_RUNNING_CHILDREN = _q("SELECT id FROM fe_instances WHERE parent_id = {parent} AND status = 'running' "
+                       "ORDER BY created_at, id")
+_HISTORY = _q("INSERT INTO fe_history (instance_id, seq, event, from_state, to_state, actor_id, actor_roles, "
+              "payload, at, kind, details) VALUES ({instance_id}, {seq}, {event}, {from_state}, {to_state}, "
+              "{actor_id}, {actor_roles}, {payload}, {at}, {kind}, {details})")
+_HISTORY_ENTRY = _q("SELECT seq, event, from_state, to_state, actor_id, actor_roles, at, payload, kind, details "
+                    "FROM fe_history WHERE instance_id = {id} AND seq = {seq}")
+_TIMER = _q("INSERT INTO fe_timers (instance_id, timer, due_at, status, created_at) "
+            "VALUES ({instance_id}, {timer}, {due_at}, 'pending', {created_at})")
+_CLAIM = _q("SELECT instance_id, timer, due_at FROM fe_timers WHERE id = {id} AND status = 'pending'")
+_CLAIM_SKIP_LOCKED = _q("SELECT instance_id, timer, due_at FROM fe_timers WHERE id = {id} AND status = 'pending' "
+                        "FOR UPDATE SKIP LOCKED")
+_FINISH = _q("UPDATE fe_timers SET status = {status}, fired_at = {fired_at}, result = {result} WHERE id = {id}")
+# Leaving a scope: pending timers are cancelled, escalations that already fired are closed.
+_CANCEL = ("UPDATE fe_timers SET status = CASE status WHEN 'pending' THEN 'cancelled' ELSE 'closed' END, "
+           "fired_at = CASE status WHEN 'pending' THEN {now} ELSE fired_at END "
+           "WHERE instance_id = {id} AND status IN ('pending', 'escalated')")
+_CANCEL_ALL = _q(_CANCEL)
+_OUTBOX = _q("INSERT INTO fe_outbox (delivery_id, instance_id, seq, topic, payload, created_at, attempts) "
+             "VALUES ({delivery_id}, {instance_id}, {seq}, {topic}, {payload}, {created_at}, 0)")
+_KEY = _q("SELECT seq FROM fe_idempotency WHERE instance_id = {id} AND key = {key}")
+_REMEMBER = _q("INSERT INTO fe_idempotency (instance_id, key, seq, created_at) VALUES ({id}, {key}, {seq}, {at})")
+# One statement, no race: the first number of a (prefix, year) inserts the row, later ones bump it.
+_NEXT_NUMBER = _q("INSERT INTO fe_counters (prefix, year, value) VALUES ({prefix}, {year}, 1) "
+                  "ON CONFLICT (prefix, year) DO UPDATE SET value = fe_counters.value + 1 RETURNING value")
+
+_VARIABLE: dict[str, tuple[str, str]] = {}
 
 
-def _execute(conn: Connection, template: str, params: dict[str, Any]) -> Any:
-    cursor = conn.connection.cursor()
-    cursor.execute(_sql(conn, template), params)
-    return cursor
+def _in(template: str, column: str, count: int) -> tuple[tuple[str, str], list[str]]:
+    """`template` with `{IN}` replaced by `column IN (...)` of `count` parameters (cached per shape)."""
+    names = [f"p{i}" for i in range(count)]
+    key = f"{template}|{column}|{count}"
+    sql = _VARIABLE.get(key)
+    if sql is None:
+        clause = f"{column} IN ({', '.join('{' + n + '}' for n in names)})"
+        sql = _VARIABLE[key] = _q(template.replace("{IN}", clause))
+    return sql, names
 
 
-def get_snapshot(conn: Connection, instance_id: str) -> Snapshot | None:
+# --- instances ------------------------------------------------------------------------------------
+
+def get_snapshot(tx: Tx, instance_id: str) -> Snapshot | None:
     """The instance row; in a PostgreSQL write transaction it is locked (FOR UPDATE) until commit.
 
     The lock makes fires without an expected revision queue behind each other instead of failing, as
     BEGIN IMMEDIATE already does on SQLite; a fire with `expected_revision` still gets its conflict.
     """
-    lock = conn.dialect.name == "postgresql" and conn.get_execution_options().get("flowengine_write", False)
-    cursor = _execute(conn, _SELECT_FOR_UPDATE if lock else _SELECT, {"id": instance_id})
-    row = cursor.fetchone()
-    cursor.close()
+    row = tx.execute(_SELECT_FOR_UPDATE if tx.pg and tx.write else _SELECT, {"id": instance_id}).fetchone()
     if row is None:
         return None
     return Snapshot(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]), row[6], row[7], row[8],
-                    _read_instant(row[9]))
+                    read_instant(row[9]))
 
 
-def insert_instance(conn: Connection, snap: Snapshot, now: dt.datetime, origin_id: str | None,
-                    data_json: str) -> bool:
-    at = _instant(conn, now)
-    cursor = _execute(conn, _INSERT, {
+def current_revision(tx: Tx, instance_id: str) -> int | None:
+    row = tx.execute(_REVISION, {"id": instance_id}).fetchone()
+    return None if row is None else int(row[0])
+
+
+def insert_instance(tx: Tx, snap: Snapshot, now: dt.datetime, origin_id: str | None) -> bool:
+    """False if the id is taken."""
+    at = tx.instant(now)
+    cursor = tx.execute(_INSERT, {
         "id": snap.id, "process_id": snap.process, "version": snap.version, "state": snap.state,
-        "status": snap.status, "data": data_json, "revision": snap.revision, "parent_id": snap.parent_id,
+        "status": snap.status, "data": dumps(snap.data), "revision": snap.revision, "parent_id": snap.parent_id,
         "origin_id": origin_id, "started_by": snap.started_by, "created_at": at, "updated_at": at})
-    inserted: int = cursor.rowcount
-    cursor.close()
-    return inserted == 1
+    return bool(cursor.rowcount == 1)
 
 
-def update_instance(conn: Connection, snap: Snapshot, expected_revision: int, now: dt.datetime,
-                    data_json: str) -> bool:
-    cursor = _execute(conn, _UPDATE, {
-        "state": snap.state, "status": snap.status, "data": data_json, "revision": snap.revision,
-        "version": snap.version, "updated_at": _instant(conn, now), "id": snap.id, "expected": expected_revision})
-    changed: int = cursor.rowcount
-    cursor.close()
-    return changed == 1
+def update_instance(tx: Tx, snap: Snapshot, expected_revision: int, now: dt.datetime) -> bool:
+    """The optimistic lock: False when the revision moved since it was read (someone else won)."""
+    cursor = tx.execute(_UPDATE, {
+        "state": snap.state, "status": snap.status, "data": dumps(snap.data), "revision": snap.revision,
+        "version": snap.version, "updated_at": tx.instant(now), "id": snap.id, "expected": expected_revision})
+    return bool(cursor.rowcount == 1)
 
 
-def insert_history(conn: Connection, instance_id: str, seq: int, event: str, source: str | None, target: str,
-                   actor_id: str, actor_roles_json: str, payload_json: str, at: dt.datetime, kind: str,
-                   details_json: str) -> None:
-    _execute(conn, _HISTORY, {
+def children(tx: Tx, parent_id: str, *, running_only: bool = False) -> list[str]:
+    return [r[0] for r in tx.execute(_RUNNING_CHILDREN if running_only else _CHILDREN, {"parent": parent_id})]
+
+
+def find_views(tx: Tx, process: str, states: Sequence[str] | None, status: str | None) -> list[InstanceView]:
+    """Instances of `process` (in `states`, with `status`), oldest first, as hooks see them."""
+    template = "SELECT id, process_id, state, status, data FROM fe_instances WHERE process_id = {process}"
+    params: dict[str, Any] = {"process": process}
+    if status is not None:
+        template += " AND status = {status}"
+        params["status"] = status
+    template += " AND {IN}" if states is not None else ""
+    template += " ORDER BY created_at, id"
+    if states is None:
+        sql = _VARIABLE.get(template) or _VARIABLE.setdefault(template, _q(template))
+    else:
+        sql, names = _in(template, "state", len(states))
+        params.update(zip(names, states, strict=True))
+        if not states:
+            return []
+    return [InstanceView(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in tx.execute(sql, params)]
+
+
+# --- history --------------------------------------------------------------------------------------
+
+def insert_history(tx: Tx, instance_id: str, seq: int, event: str, source: str | None, target: str,
+                   actor: Actor, payload: dict[str, Any], at: dt.datetime, kind: str,
+                   details: dict[str, Any]) -> None:
+    tx.execute(_HISTORY, {
         "instance_id": instance_id, "seq": seq, "event": event, "from_state": source, "to_state": target,
-        "actor_id": actor_id, "actor_roles": actor_roles_json, "payload": payload_json, "at": _instant(conn, at),
-        "kind": kind, "details": details_json}).close()
+        "actor_id": actor.id, "actor_roles": _roles_json(actor.roles), "payload": dumps(payload) if payload else "{}",
+        "at": tx.instant(at), "kind": kind, "details": dumps(details) if details else "{}"})
 
 
-def claim_timer(conn: Connection, timer_id: int) -> tuple[str, str, dt.datetime] | None:
+def history_entry(tx: Tx, instance_id: str, seq: int) -> HistoryEntry | None:
+    r = tx.execute(_HISTORY_ENTRY, {"id": instance_id, "seq": seq}).fetchone()
+    if r is None:
+        return None
+    return HistoryEntry(r[0], r[1], r[2], r[3], Actor(r[4], json.loads(r[5])), read_instant(r[6]),
+                        json.loads(r[7]), r[8], json.loads(r[9]))
+
+
+# --- timers ---------------------------------------------------------------------------------------
+
+def schedule_timers(tx: Tx, instance_id: str, plans: Iterable[TimerPlan], now: dt.datetime) -> None:
+    rows = [{"instance_id": instance_id, "timer": p.timer, "due_at": tx.instant(p.due_at), "created_at": None}
+            for p in plans]
+    if rows:
+        at = tx.instant(now)
+        for row in rows:
+            row["created_at"] = at
+        tx.executemany(_TIMER, rows)
+
+
+def cancel_timers(tx: Tx, instance_id: str, timer_ids: Iterable[str] | None, now: dt.datetime) -> None:
+    """Cancel pending timers (all of them when `timer_ids` is None); close escalations whose scope is left."""
+    params: dict[str, Any] = {"id": instance_id, "now": tx.instant(now)}
+    if timer_ids is None:
+        tx.execute(_CANCEL_ALL, params)
+        return
+    names = sorted(timer_ids)
+    if names:
+        sql, keys = _in(_CANCEL + " AND {IN}", "timer", len(names))
+        params.update(zip(keys, names, strict=True))
+        tx.execute(sql, params)
+
+
+def claim_timer(tx: Tx, timer_id: int) -> tuple[str, str, dt.datetime] | None:
     """Lock one pending timer for this transaction (SKIP LOCKED on PostgreSQL: other workers pass it by)."""
-    template = _CLAIM + (" FOR UPDATE SKIP LOCKED" if conn.dialect.name == "postgresql" else "")
-    cursor = _execute(conn, template, {"id": timer_id})
-    row = cursor.fetchone()
-    cursor.close()
-    return None if row is None else (row[0], row[1], _read_instant(row[2]))
+    row = tx.execute(_CLAIM_SKIP_LOCKED if tx.pg else _CLAIM, {"id": timer_id}).fetchone()
+    return None if row is None else (row[0], row[1], read_instant(row[2]))
 
 
-def finish_timer(conn: Connection, timer_id: int, status: str, now: dt.datetime, result: str | None) -> None:
-    _execute(conn, _FINISH, {"status": status, "fired_at": _instant(conn, now), "result": result,
-                             "id": timer_id}).close()
+def finish_timer(tx: Tx, timer_id: int, status: str, now: dt.datetime, result: str | None) -> None:
+    tx.execute(_FINISH, {"status": status, "fired_at": tx.instant(now), "result": result, "id": timer_id})
 
 
-def insert_many(conn: Connection, template: str, rows: list[dict[str, Any]]) -> None:
-    cursor = conn.connection.cursor()
-    cursor.executemany(_sql(conn, template), rows)
-    cursor.close()
+def savepoint(tx: Tx, name: str, action: str = "SAVEPOINT") -> None:
+    """SAVEPOINT / RELEASE SAVEPOINT / ROLLBACK TO SAVEPOINT (balanced by the caller)."""
+    tx.driver.execute(f"{action} {name}")
 
 
-def schedule_timers(conn: Connection, instance_id: str, plans: list[tuple[str, dt.datetime]],
-                    now: dt.datetime) -> None:
-    at = _instant(conn, now)
-    insert_many(conn, _TIMER, [{"instance_id": instance_id, "timer": timer, "due_at": _instant(conn, due),
-                                "created_at": at} for timer, due in plans])
+# --- outbox, idempotency, counters -----------------------------------------------------------------
+
+def insert_outbox(tx: Tx, instance_id: str, seq: int, messages: Iterable[tuple[str, dict[str, Any]]],
+                  now: dt.datetime) -> None:
+    rows = [{"delivery_id": str(uuid.uuid4()), "instance_id": instance_id, "seq": seq, "topic": topic,
+             "payload": dumps(payload), "created_at": None} for topic, payload in messages]
+    if rows:
+        at = tx.instant(now)
+        for row in rows:
+            row["created_at"] = at
+        tx.executemany(_OUTBOX, rows)
 
 
-def insert_outbox(conn: Connection, rows: list[dict[str, Any]], now: dt.datetime) -> None:
-    at = _instant(conn, now)
-    insert_many(conn, _OUTBOX, [{**row, "created_at": at} for row in rows])
+def idempotent_seq(tx: Tx, instance_id: str, key: str) -> int | None:
+    row = tx.execute(_KEY, {"id": instance_id, "key": key}).fetchone()
+    return None if row is None else int(row[0])
 
 
-def savepoint(conn: Connection, name: str, action: str = "SAVEPOINT") -> None:
-    """SAVEPOINT / RELEASE SAVEPOINT / ROLLBACK TO SAVEPOINT at driver level (balanced by the caller)."""
-    cursor = conn.connection.cursor()
-    cursor.execute(f"{action} {name}")
-    cursor.close()
+def remember_key(tx: Tx, instance_id: str, key: str, seq: int, now: dt.datetime) -> None:
+    tx.execute(_REMEMBER, {"id": instance_id, "key": key, "seq": seq, "at": tx.instant(now)})
+
+
+def next_number(tx: Tx, prefix: str, year: int) -> int:
+    """The next number of a form counter; rolled back with the transaction, so numbers have no gaps."""
+    rows = tx.execute(_NEXT_NUMBER, {"prefix": prefix, "year": year}).fetchall()
+    return int(rows[0][0])

@@ -1,31 +1,22 @@
-"""Reads and writes of flowengine rows on a caller's connection (the caller owns the transaction).
-
-History and outbox are insert-only. The instance update is the optimistic lock:
-`UPDATE ... SET revision = :new WHERE id = :id AND revision = :expected`; 0 rows means someone won.
+"""Reads (lists, history, timers, the outbox) and the rare writes (definitions, outbox delivery) as
+SQLAlchemy Core on a caller's connection; the caller owns the transaction. The write path of fires,
+starts and ticks is driver SQL in `hotpath.py`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, and_, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
 
-from flowengine.results import Actor, HistoryEntry, InstanceView, TimerInfo
-from flowengine.runtime import Snapshot, TimerPlan
+from flowengine.results import Actor, HistoryEntry, TimerInfo
+from flowengine.runtime import Snapshot
 from flowengine.store import hotpath
-from flowengine.store.tables import counters, definitions, history, idempotency, instances, outbox, timers
-
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
-
-
-def dumps(value: Any) -> str:
-    return _ENCODER.encode(value)
-
+from flowengine.store.tables import definitions, history, instances, outbox, timers
+from flowengine.store.tx import Tx
 
 # --- definitions ----------------------------------------------------------------------------------
 
@@ -66,7 +57,7 @@ _SNAPSHOT_COLUMNS = (instances.c.id, instances.c.process_id, instances.c.version
 
 
 def get_snapshot(conn: Connection, instance_id: str) -> Snapshot | None:
-    return hotpath.get_snapshot(conn, instance_id)
+    return hotpath.get_snapshot(Tx.of(conn), instance_id)
 
 
 def snapshot_of(row: Any) -> Snapshot:
@@ -79,19 +70,10 @@ def instance_times(conn: Connection, instance_id: str) -> tuple[dt.datetime, dt.
     return None if row is None else (row[0], row[1], row[2])
 
 
-def insert_instance(conn: Connection, snap: Snapshot, now: dt.datetime, origin_id: str | None) -> bool:
-    """False if the id is taken."""
-    return hotpath.insert_instance(conn, snap, now, origin_id, dumps(snap.data))
 
 
-def update_instance(conn: Connection, snap: Snapshot, expected_revision: int, now: dt.datetime) -> bool:
-    """The optimistic lock: False when the revision moved since it was read (someone else won)."""
-    return hotpath.update_instance(conn, snap, expected_revision, now, dumps(snap.data))
 
 
-def current_revision(conn: Connection, instance_id: str) -> int | None:
-    value = conn.execute(select(instances.c.revision).where(instances.c.id == instance_id)).scalar()
-    return None if value is None else int(value)
 
 
 def list_rows(conn: Connection, *, process: str | None = None, state: str | None = None,
@@ -129,15 +111,6 @@ def running_versions(conn: Connection) -> list[tuple[str, int]]:
     return sorted((r[0], r[1]) for r in rows)
 
 
-def find_views(conn: Connection, process: str, states: Sequence[str] | None, status: str | None) -> list[InstanceView]:
-    stmt = select(instances.c.id, instances.c.process_id, instances.c.state, instances.c.status,
-                  instances.c.data).where(instances.c.process_id == process)
-    if states is not None:
-        stmt = stmt.where(instances.c.state.in_(list(states)))
-    if status is not None:
-        stmt = stmt.where(instances.c.status == status)
-    return [InstanceView(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in conn.execute(stmt.order_by(
-        instances.c.created_at, instances.c.id))]
 
 
 def children(conn: Connection, parent_id: str, *, running_only: bool = False) -> list[str]:
@@ -154,11 +127,6 @@ def handoffs(conn: Connection, origin_id: str) -> list[str]:
 
 # --- history --------------------------------------------------------------------------------------
 
-def insert_history(conn: Connection, instance_id: str, seq: int, event: str, source: str | None, target: str,
-                   actor: Actor, payload: dict[str, Any], at: dt.datetime, kind: str,
-                   details: dict[str, Any]) -> None:
-    hotpath.insert_history(conn, instance_id, seq, event, source, target, actor.id, dumps(sorted(actor.roles)),
-                           dumps(payload), at, kind, dumps(details))
 
 
 def _entry(r: Any) -> HistoryEntry:
@@ -171,29 +139,12 @@ def read_history(conn: Connection, instance_id: str) -> list[HistoryEntry]:
     return [_entry(r) for r in rows]
 
 
-def history_entry(conn: Connection, instance_id: str, seq: int) -> HistoryEntry | None:
-    row = conn.execute(select(history).where(history.c.instance_id == instance_id, history.c.seq == seq)).first()
-    return None if row is None else _entry(row)
 
 
 # --- timers ---------------------------------------------------------------------------------------
 
-def schedule_timers(conn: Connection, instance_id: str, plans: Iterable[TimerPlan], now: dt.datetime) -> None:
-    rows = [(p.timer, p.due_at) for p in plans]
-    if rows:
-        hotpath.schedule_timers(conn, instance_id, rows, now)
 
 
-def cancel_timers(conn: Connection, instance_id: str, timer_ids: Iterable[str] | None, now: dt.datetime) -> None:
-    """Cancel pending timers (all of them when `timer_ids` is None); close escalations whose scope is left."""
-    names = None if timer_ids is None else list(timer_ids)
-    if names == []:
-        return
-    for old, new in (("pending", "cancelled"), ("escalated", "closed")):
-        stmt = update(timers).where(timers.c.instance_id == instance_id, timers.c.status == old)
-        if names is not None:
-            stmt = stmt.where(timers.c.timer.in_(names))
-        conn.execute(stmt.values(status=new) if old == "escalated" else stmt.values(status=new, fired_at=now))
 
 
 def pending_timers(conn: Connection, instance_id: str) -> list[tuple[int, str, dt.datetime]]:
@@ -214,13 +165,8 @@ def due_timer_ids(conn: Connection, cutoff: dt.datetime, limit: int) -> list[int
     return [r[0] for r in rows]
 
 
-def claim_timer(conn: Connection, timer_id: int) -> tuple[str, str, dt.datetime] | None:
-    """Lock one pending timer for this transaction; None if another worker has it or it is done."""
-    return hotpath.claim_timer(conn, timer_id)
 
 
-def finish_timer(conn: Connection, timer_id: int, status: str, now: dt.datetime, result: str | None) -> None:
-    hotpath.finish_timer(conn, timer_id, status, now, result)
 
 
 def count_pending_timers(conn: Connection) -> int:
@@ -230,12 +176,6 @@ def count_pending_timers(conn: Connection) -> int:
 
 # --- outbox, idempotency, counters -----------------------------------------------------------------
 
-def insert_outbox(conn: Connection, instance_id: str, seq: int, messages: Iterable[tuple[str, dict[str, Any]]],
-                  now: dt.datetime) -> None:
-    rows = [{"delivery_id": str(uuid.uuid4()), "instance_id": instance_id, "seq": seq, "topic": topic,
-             "payload": dumps(payload)} for topic, payload in messages]
-    if rows:
-        hotpath.insert_outbox(conn, rows, now)
 
 
 def pending_outbox(conn: Connection, limit: int) -> list[Any]:
@@ -259,25 +199,6 @@ def outbox_for(conn: Connection, instance_id: str) -> list[Any]:
     return list(conn.execute(select(outbox).where(outbox.c.instance_id == instance_id).order_by(outbox.c.id)))
 
 
-def idempotent_seq(conn: Connection, instance_id: str, key: str) -> int | None:
-    value = conn.execute(select(idempotency.c.seq).where(idempotency.c.instance_id == instance_id,
-                                                         idempotency.c.key == key)).scalar()
-    return None if value is None else int(value)
 
 
-def remember_key(conn: Connection, instance_id: str, key: str, seq: int, now: dt.datetime) -> None:
-    conn.execute(insert(idempotency).values(instance_id=instance_id, key=key, seq=seq, created_at=now))
 
-
-def next_number(conn: Connection, prefix: str, year: int) -> int:
-    """The next number of a form counter; rolled back with the transaction, so numbers have no gaps."""
-    updated = conn.execute(update(counters).where(and_(counters.c.prefix == prefix, counters.c.year == year))
-                           .values(value=counters.c.value + 1).returning(counters.c.value)).first()
-    if updated is not None:
-        return int(updated[0])
-    try:
-        with conn.begin_nested():
-            conn.execute(insert(counters).values(prefix=prefix, year=year, value=1))
-        return 1
-    except IntegrityError:
-        return next_number(conn, prefix, year)

@@ -1,0 +1,153 @@
+"""Write transactions at driver level: the path every fire, start and tick takes.
+
+SQLAlchemy's `Connection` (pool checkout, events, transaction objects, checkin with a reset) costs more
+than SQLite's own work for a transition, so the write path runs on the DBAPI connection itself:
+`BEGIN IMMEDIATE` (SQLite) or the driver's implicit BEGIN (PostgreSQL), pre-written statements
+(`store/hotpath.py`), then COMMIT, or ROLLBACK on any error. Connections still come from SQLAlchemy's
+pool, so its connect events (WAL, busy timeout, foreign keys) apply; a few are kept checked out between
+transactions instead of going back through the pool every time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection
+from sqlalchemy import Engine as SAEngine
+from sqlalchemy.pool import QueuePool
+
+T = TypeVar("T")
+
+
+class Tx:
+    """One open transaction on a DBAPI connection, with the dialect its SQL must be written for."""
+
+    __slots__ = ("_moment", "_stored", "driver", "pg", "statements", "write")
+
+    def __init__(self, driver: Any, dialect: str, *, write: bool) -> None:
+        self.driver = driver
+        self.pg = dialect == "postgresql"
+        self.write = write
+        self.statements = 0
+        self._moment: dt.datetime | None = None
+        self._stored: Any = None
+
+    @classmethod
+    def of(cls, conn: Connection) -> Tx:
+        """The driver side of an SQLAlchemy connection that is already in a transaction."""
+        driver = conn.connection.driver_connection
+        return cls(driver, conn.dialect.name, write=bool(conn.get_execution_options().get("flowengine_write")))
+
+    def execute(self, sql: tuple[str, str], params: dict[str, Any] | None = None) -> Any:
+        """Run one statement (`sql` is (SQLite text, PostgreSQL text)); returns the driver cursor."""
+        self.statements += 1
+        return self.driver.execute(sql[self.pg], params if params is not None else {})
+
+    def executemany(self, sql: tuple[str, str], rows: list[dict[str, Any]]) -> None:
+        self.statements += 1
+        cursor = self.driver.cursor()
+        try:
+            cursor.executemany(sql[self.pg], rows)
+        finally:
+            cursor.close()
+
+    def instant(self, value: dt.datetime) -> Any:
+        """`value` as stored (tables.UTCDateTime): naive UTC text on SQLite, aware UTC on PostgreSQL.
+
+        A transaction stores the same `now` many times; it is converted once.
+        """
+        if value is self._moment:
+            return self._stored
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        utc = value.astimezone(dt.UTC)
+        stored: Any = utc if self.pg else utc.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+        self._moment, self._stored = value, stored
+        return stored
+
+
+def read_instant(value: Any) -> dt.datetime:
+    """A stored time back as an aware UTC datetime (SQLite returns the text written by `Tx.instant`)."""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    moment: dt.datetime = value
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+
+
+class Transactions:
+    """Runs `fn(tx)` in one write transaction on a pooled connection; commits, or rolls back and raises.
+
+    Up to `keep` connections stay checked out between transactions (a free list; a thread takes one or
+    opens another), which saves the pool's checkout, reset and checkin on every fire. Only for a
+    `QueuePool` (file SQLite, PostgreSQL): other pools tie a connection to a thread or to one memory
+    database, so those go through the pool each time. After a `fork` the inherited connections are
+    dropped, never used: they belong to the parent.
+    """
+
+    def __init__(self, engine: SAEngine, *, keep: int = 4) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self.sqlite = self.dialect == "sqlite"
+        self.keep = keep if isinstance(engine.pool, QueuePool) else 0
+        self._free: list[Any] = []
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+
+    def _acquire(self) -> Any:
+        if self._pid != os.getpid():
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._free, self._pid = [], os.getpid()
+        try:
+            return self._free.pop()
+        except IndexError:
+            return self.engine.raw_connection()
+
+    def _release(self, fairy: Any, reusable: bool) -> None:
+        if reusable and self._pid == os.getpid() and len(self._free) < self.keep:
+            self._free.append(fairy)
+        else:
+            fairy.close()
+
+    def run(self, fn: Callable[[Tx], T]) -> T:
+        for attempt in (1, 2):
+            fairy = self._acquire()
+            tx = Tx(fairy.driver_connection, self.dialect, write=True)
+            try:
+                if self.sqlite:
+                    tx.driver.execute("BEGIN IMMEDIATE")
+                result = fn(tx)
+                tx.driver.commit()
+            except BaseException as exc:
+                healthy = self._rollback(fairy)
+                if not healthy:
+                    fairy.invalidate()
+                    # A pooled connection that died while idle (server restart) fails on the first
+                    # statement: nothing was sent that could have committed, so one retry is safe.
+                    if attempt == 1 and tx.statements <= 1 and isinstance(exc, Exception) and not self.sqlite:
+                        continue
+                else:
+                    self._release(fairy, True)
+                raise
+            self._release(fairy, True)
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _rollback(fairy: Any) -> bool:
+        driver = fairy.driver_connection
+        try:
+            driver.rollback()
+        except Exception:
+            return False
+        return not (getattr(driver, "closed", False) or getattr(driver, "broken", False))
+
+    def dispose(self) -> None:
+        free, self._free = self._free, []
+        for fairy in free:
+            if self._pid == os.getpid():
+                fairy.close()
