@@ -37,7 +37,7 @@ from flowengine.results import SYSTEM, Actor, HistoryEntry, Instance, InstanceVi
 from flowengine.runtime import Decision, Snapshot, decide, decide_start
 from flowengine.store import hotpath as hp
 from flowengine.store import repository as repo
-from flowengine.store.database import make_engine, store_errors, upgrade
+from flowengine.store.database import as_store_error, make_engine, store_errors, upgrade
 from flowengine.store.tx import Transactions, Tx
 from flowengine.timers import OutboxMessage, TickReport, dispatch_outbox, tick
 
@@ -153,8 +153,13 @@ class Engine:
     # -- transactions -------------------------------------------------------------------------
     def _write(self, fn: Callable[[Tx], T], action: str) -> T:
         """The write path of fires, starts and ticks: one transaction at driver level (store/tx.py)."""
-        with store_errors(action):
+        try:
             return self._transactions.run(fn)
+        except Exception as exc:
+            error = as_store_error(exc, action)
+            if error is None:
+                raise
+            raise error from exc
 
     def _write_core(self, fn: Callable[[Connection], T], action: str) -> T:
         """A write transaction on an SQLAlchemy connection, for the rare writes built with Core."""
@@ -268,7 +273,8 @@ class Engine:
     def _apply(self, tx: Tx, compiled: CompiledProcess, snap: Snapshot, decision: Decision, actor: Actor,
                now: dt.datetime, kind: str, details: Mapping[str, Any]) -> Step:
         seq = snap.revision + 1
-        new = replace(snap, state=decision.target, status=decision.status, data=decision.data, revision=seq)
+        new = Snapshot(snap.id, snap.process, snap.version, decision.target, decision.status, decision.data, seq,
+                       snap.parent_id, snap.started_by, snap.created_at)
         if not hp.update_instance(tx, new, snap.revision, now):
             raise ConcurrencyConflict(snap.id, snap.revision, hp.current_revision(tx, snap.id))
         started = self._spawn(tx, compiled, new, decision, now)
@@ -456,14 +462,22 @@ def _utf8(value: str) -> bool:
     return True
 
 
+_CHECKED: set[Actor] = set()
+
+
 def _check_new(actor: Actor, instance_id: str | None = None) -> None:
     """Ids and roles are stored as text: refuse what is not valid Unicode (e.g. a non-UTF-8 argv byte)."""
+    if instance_id is None and actor in _CHECKED:
+        return  # an application fires as the same few actors over and over
     bad = [f"{what} {value!r} is not valid Unicode text"
            for what, value in (("actor id", actor.id), *(("role", r) for r in sorted(actor.roles)),
                                ("instance id", instance_id or ""))
            if not _utf8(value)]
     if bad:
         raise DataValidationError(bad, where="identifiers")
+    if len(_CHECKED) > 4096:
+        _CHECKED.clear()
+    _CHECKED.add(actor)
 
 
 def _check_lookup(instance_id: str) -> None:

@@ -139,6 +139,20 @@ def validate_data(compiled: CompiledProcess, data: dict[str, Any], where: str) -
     return values
 
 
+def _revalidate(compiled: CompiledProcess, before: Mapping[str, Any], data: dict[str, Any],
+                where: str) -> dict[str, Any]:
+    """`data` after actions ran on a copy of `before`; only what they changed needs checking again.
+
+    The rest was valid when stored or is the payload checked just before.
+    """
+    changed = {k: v for k, v in data.items() if k != FORMS and (k not in before or before[k] is not v)}
+    if not changed:
+        return data
+    new_data = dict(data)
+    new_data.update(validate_data(compiled, changed, where))
+    return new_data
+
+
 class _Effects:
     """Runs actions against working data, collecting messages and hand-offs."""
 
@@ -374,11 +388,7 @@ def decide(compiled: CompiledProcess, snap: Snapshot, event: str, payload: Mappi
         effects.target = chosen.target
         effects.row_roles = chosen.roles
         effects.run(actions)
-        # Only what the actions changed needs checking: the rest was valid before or is the checked payload.
-        before = {**snap.data, **values}
-        changed = {k: v for k, v in data.items() if k != FORMS and (k not in before or before[k] is not v)}
-        new_data = {k: v for k, v in data.items() if k in changed or k == FORMS or k in before}
-        new_data.update(validate_data(compiled, changed, f"data after '{event}'"))
+        new_data = _revalidate(compiled, {**snap.data, **values}, data, f"data after '{event}'")
     else:
         new_data = data
     cancel, schedule = plan_timers(compiled, state, chosen.target, chosen.self_loop, new_data, now, services)
@@ -426,7 +436,7 @@ def decide_escalation(compiled: CompiledProcess, snap: Snapshot, timer_id: str, 
     effects = _Effects(compiled, snap, f"!{timer_id}", data, {}, actor, now, services, frozenset({"system"}),
                        snap.state)
     effects.run(compiled.timer_actions[timer_id])
-    new_data = validate_data(compiled, data, f"data after timer '{timer_id}'")
+    new_data = _revalidate(compiled, snap.data, data, f"data after timer '{timer_id}'")
     return Decision(f"!{timer_id}", snap.state, snap.state, snap.status, new_data, {}, self_loop=True,
                     messages=effects.outbox.messages, handoffs=effects.handoffs)
 

@@ -71,14 +71,22 @@ def store_errors(action: str) -> Iterator[None]:
     """Turn driver errors into StoreError with one clear line; the transaction has rolled back."""
     try:
         yield
-    except DBAPIError as exc:
-        raise StoreError(f"database error while {action}: {_first_line(exc)}") from exc
     except Exception as exc:
-        # The hot path talks to the DBAPI cursor directly, so its errors arrive unwrapped.
-        if not (_is_driver_error(exc) or isinstance(exc, UnicodeEncodeError)):
+        error = as_store_error(exc, action)
+        if error is None:
             raise
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StoreError(f"database error while {action}: {text}") from exc
+        raise error from exc
+
+
+def as_store_error(exc: Exception, action: str) -> StoreError | None:
+    """The StoreError for a database error met while doing `action`; None for anything else."""
+    if isinstance(exc, DBAPIError):
+        return StoreError(f"database error while {action}: {_first_line(exc)}")
+    # The write path talks to the driver directly, so its errors arrive unwrapped.
+    if not (_is_driver_error(exc) or isinstance(exc, UnicodeEncodeError)):
+        return None
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return StoreError(f"database error while {action}: {text}")
 
 
 def _is_driver_error(exc: BaseException) -> bool:

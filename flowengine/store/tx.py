@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import threading
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -42,12 +42,12 @@ class Tx:
         driver = conn.connection.driver_connection
         return cls(driver, conn.dialect.name, write=bool(conn.get_execution_options().get("flowengine_write")))
 
-    def execute(self, sql: tuple[str, str], params: dict[str, Any] | None = None) -> Any:
+    def execute(self, sql: tuple[str, str], params: tuple[Any, ...] | list[Any] = ()) -> Any:
         """Run one statement (`sql` is (SQLite text, PostgreSQL text)); returns the driver cursor."""
         self.statements += 1
-        return self.driver.execute(sql[self.pg], params if params is not None else {})
+        return self.driver.execute(sql[self.pg], params)
 
-    def executemany(self, sql: tuple[str, str], rows: list[dict[str, Any]]) -> None:
+    def executemany(self, sql: tuple[str, str], rows: list[tuple[Any, ...]]) -> None:
         self.statements += 1
         cursor = self.driver.cursor()
         try:
@@ -84,8 +84,8 @@ class Transactions:
     Up to `keep` connections stay checked out between transactions (a free list; a thread takes one or
     opens another), which saves the pool's checkout, reset and checkin on every fire. Only for a
     `QueuePool` (file SQLite, PostgreSQL): other pools tie a connection to a thread or to one memory
-    database, so those go through the pool each time. After a `fork` the inherited connections are
-    dropped, never used: they belong to the parent.
+    database, so those go through the pool each time. In a forked child the inherited connections are
+    forgotten, never used: they belong to the parent.
     """
 
     def __init__(self, engine: SAEngine, *, keep: int = 4) -> None:
@@ -94,21 +94,19 @@ class Transactions:
         self.sqlite = self.dialect == "sqlite"
         self.keep = keep if isinstance(engine.pool, QueuePool) else 0
         self._free: list[Any] = []
-        self._pid = os.getpid()
-        self._lock = threading.Lock()
+        _ALL.add(self)
+
+    def _forked(self) -> None:
+        self._free = []  # the parent's connections: never use them, never close them from here
 
     def _acquire(self) -> Any:
-        if self._pid != os.getpid():
-            with self._lock:
-                if self._pid != os.getpid():
-                    self._free, self._pid = [], os.getpid()
         try:
             return self._free.pop()
         except IndexError:
             return self.engine.raw_connection()
 
-    def _release(self, fairy: Any, reusable: bool) -> None:
-        if reusable and self._pid == os.getpid() and len(self._free) < self.keep:
+    def _release(self, fairy: Any) -> None:
+        if len(self._free) < self.keep:
             self._free.append(fairy)
         else:
             fairy.close()
@@ -121,7 +119,10 @@ class Transactions:
                 if self.sqlite:
                     tx.driver.execute("BEGIN IMMEDIATE")
                 result = fn(tx)
-                tx.driver.commit()
+                if self.sqlite:
+                    tx.driver.execute("COMMIT")
+                else:
+                    tx.driver.commit()
             except BaseException as exc:
                 healthy = self._rollback(fairy)
                 if not healthy:
@@ -131,9 +132,9 @@ class Transactions:
                     if attempt == 1 and tx.statements <= 1 and isinstance(exc, Exception) and not self.sqlite:
                         continue
                 else:
-                    self._release(fairy, True)
+                    self._release(fairy)
                 raise
-            self._release(fairy, True)
+            self._release(fairy)
             return result
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -149,5 +150,15 @@ class Transactions:
     def dispose(self) -> None:
         free, self._free = self._free, []
         for fairy in free:
-            if self._pid == os.getpid():
-                fairy.close()
+            fairy.close()
+
+
+_ALL: weakref.WeakSet[Transactions] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for transactions in list(_ALL):
+        transactions._forked()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
