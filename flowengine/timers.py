@@ -71,23 +71,51 @@ def tick(engine: Engine, now: dt.datetime, *, limit: int = 100_000, batch: int =
     firings: list[TimerFiring] = []
     for start in range(0, len(ids), batch):
         chunk = ids[start:start + batch]
-        firings.extend(engine._write(functools.partial(_fire_batch, engine, timer_rows=chunk, now=now),
-                                     "firing timers"))
+        try:
+            done = engine._write(functools.partial(_fire_batch, engine, timer_rows=chunk, now=now), "firing timers")
+        except _BatchFailed:
+            done = engine._write(functools.partial(_fire_isolated, engine, timer_rows=chunk, now=now),
+                                 "firing timers")
+        firings.extend(done)
     return TickReport(now, tuple(firings))
 
 
-def _fire_batch(engine: Engine, tx: Tx, *, timer_rows: list[int],
-                now: dt.datetime) -> list[TimerFiring]:
-    """Fire timers one after another in one transaction; each in a savepoint, so a failure undoes only itself.
+class _BatchFailed(Exception):
+    """A timer of the batch failed: the batch rolls back and runs again, each timer in a savepoint."""
+
+
+def _fire_batch(engine: Engine, tx: Tx, *, timer_rows: list[int], now: dt.datetime) -> list[TimerFiring]:
+    """Fire timers one after another in one transaction, claimed with one statement.
 
     One commit per batch instead of per timer: the commit is most of a timer's cost. A crash loses the
-    whole uncommitted batch, which the next tick fires again: nothing is fired twice or lost.
+    whole uncommitted batch, which the next tick fires again: nothing is fired twice or lost. Failures
+    are rare, so no savepoint is paid for up front: the first failing timer rolls the batch back and
+    `_fire_isolated` runs it again with one savepoint per timer.
     """
+    tx.cancelled = set()
+    claimed = hp.claim_timers(tx, timer_rows)
+    done = []
+    for timer_row in timer_rows:
+        timer = claimed.get(timer_row)
+        if timer is None or timer_row in tx.cancelled:
+            continue  # another worker has it, or an earlier timer of this batch left its scope
+        try:
+            result = _fire_one(engine, tx, timer_row=timer_row, claimed=timer, now=now)
+        except FlowEngineError as exc:
+            raise _BatchFailed() from exc
+        done.append(result)
+    return done
+
+
+def _fire_isolated(engine: Engine, tx: Tx, *, timer_rows: list[int], now: dt.datetime) -> list[TimerFiring]:
+    """The batch again, each timer in a savepoint, so a failure undoes only itself and is recorded."""
     done = []
     for timer_row in timer_rows:
         hp.savepoint(tx, "fe_timer")
         try:
-            result = _fire_one(engine, tx, timer_row=timer_row, now=now)
+            claimed = hp.claim_timer(tx, timer_row)
+            result = None if claimed is None else _fire_one(engine, tx, timer_row=timer_row, claimed=claimed,
+                                                             now=now)
         except FlowEngineError as exc:
             hp.savepoint(tx, "fe_timer", "ROLLBACK TO SAVEPOINT")
             hp.savepoint(tx, "fe_timer", "RELEASE SAVEPOINT")
@@ -99,10 +127,8 @@ def _fire_batch(engine: Engine, tx: Tx, *, timer_rows: list[int],
     return done
 
 
-def _fire_one(engine: Engine, tx: Tx, *, timer_row: int, now: dt.datetime) -> TimerFiring | None:
-    claimed = hp.claim_timer(tx, timer_row)
-    if claimed is None:
-        return None  # another worker fired it, or its scope was left
+def _fire_one(engine: Engine, tx: Tx, *, timer_row: int, claimed: tuple[str, str, dt.datetime],
+              now: dt.datetime) -> TimerFiring:
     instance_id, name, due_at = claimed
     snap = hp.get_snapshot(tx, instance_id)
     if snap is None or snap.status != "running":

@@ -92,6 +92,7 @@ _CANCEL = ("UPDATE fe_timers SET status = CASE status WHEN 'pending' THEN 'cance
            "fired_at = CASE status WHEN 'pending' THEN ? ELSE fired_at END "
            "WHERE instance_id = ? AND status IN ('pending', 'escalated')")
 _CANCEL_ALL = _q(_CANCEL)
+_CANCEL_ALL_RETURNING = _q(_CANCEL + " RETURNING id")
 _OUTBOX = _q("INSERT INTO fe_outbox (delivery_id, instance_id, seq, topic, payload, created_at, attempts) "
              "VALUES (?, ?, ?, ?, ?, ?, 0)")
 _KEY = _q("SELECT seq FROM fe_idempotency WHERE instance_id = ? AND key = ?")
@@ -195,18 +196,32 @@ def schedule_timers(tx: Tx, instance_id: str, plans: Iterable[TimerPlan], now: d
 
 def cancel_timers(tx: Tx, instance_id: str, timer_ids: Iterable[str] | None, now: dt.datetime) -> None:
     """Cancel pending timers (all of them when `timer_ids` is None); close escalations whose scope is left."""
+    tracking = tx.cancelled is not None
     if timer_ids is None:
-        tx.execute(_CANCEL_ALL, (tx.instant(now), instance_id))
-        return
-    names = sorted(timer_ids)
-    if names:
-        tx.execute(_in(_CANCEL + " AND timer IN ({IN})", len(names)), (tx.instant(now), instance_id, *names))
+        cursor = tx.execute(_CANCEL_ALL_RETURNING if tracking else _CANCEL_ALL, (tx.instant(now), instance_id))
+    else:
+        names = sorted(timer_ids)
+        if not names:
+            return
+        sql = _CANCEL + " AND timer IN ({IN})" + (" RETURNING id" if tracking else "")
+        cursor = tx.execute(_in(sql, len(names)), (tx.instant(now), instance_id, *names))
+    if tx.cancelled is not None:
+        tx.cancelled.update(row[0] for row in cursor.fetchall())
 
 
 def claim_timer(tx: Tx, timer_id: int) -> tuple[str, str, dt.datetime] | None:
     """Lock one pending timer for this transaction (SKIP LOCKED on PostgreSQL: other workers pass it by)."""
     row = tx.execute(_CLAIM_SKIP_LOCKED if tx.pg else _CLAIM, (timer_id,)).fetchone()
     return None if row is None else (row[0], row[1], read_instant(row[2]))
+
+
+def claim_timers(tx: Tx, timer_ids: Sequence[int]) -> dict[int, tuple[str, str, dt.datetime]]:
+    """Of `timer_ids`, those still pending, locked for this transaction (SKIP LOCKED on PostgreSQL)."""
+    if not timer_ids:
+        return {}
+    sql = _in("SELECT id, instance_id, timer, due_at FROM fe_timers WHERE status = 'pending' AND id IN ({IN})"
+              + (" FOR UPDATE SKIP LOCKED" if tx.pg else ""), len(timer_ids))
+    return {r[0]: (r[1], r[2], read_instant(r[3])) for r in tx.execute(sql, tuple(timer_ids))}
 
 
 def finish_timer(tx: Tx, timer_id: int, status: str, now: dt.datetime, result: str | None) -> None:

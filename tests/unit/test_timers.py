@@ -115,6 +115,21 @@ def test_worker_stops_gracefully_on_sigterm(tmp_path: Path) -> None:
     assert "worker stopped after firing 0 timers" in err
 
 
+def test_a_timer_whose_scope_an_earlier_timer_of_the_same_tick_left_does_not_fire(db_url: str) -> None:
+    engine, clock = make(db_url, FRIDAY)
+    # `promise` falls due after `give_up` (30 days), which cancels the instance and so leaves its scope.
+    iid = engine.start("chase", data={"promised_on": "2026-05-20"}, actor=CLERK).id
+    clock.set(FRIDAY + dt.timedelta(days=90))
+    report = engine.tick()
+    assert [(f.timer, f.outcome) for f in report.firings] == [("nag", "escalated"), ("sla", "escalated"),
+                                                               ("give_up", "fired")]
+    inst = engine.get(iid)
+    assert inst.state == "cancelled" and "promise_missed" not in inst.data
+    assert [h.event for h in engine.history(iid)] == ["start", "!nag", "!sla", "cancel"]
+    assert engine.tick().firings == ()
+    engine.dispose()
+
+
 def test_a_failing_timer_is_undone_alone_and_recorded(db_url: str, tmp_path: Path) -> None:
     import shutil
 
