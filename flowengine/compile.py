@@ -48,6 +48,10 @@ class PayloadRule:
     allowed: Mapping[str, FieldSpec]
 
 
+UNCHECKED: Any = object()
+_MISSING: Any = object()
+
+
 @dataclass
 class CompiledProcess:
     definition: Definition
@@ -70,6 +74,7 @@ class CompiledProcess:
     whens: dict[int, Evaluator] = field(default_factory=dict)  # id(action) → its compiled `when`
     machine: Any = None
     _allowed: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
+    _consts: dict[tuple[str, int], Any] = field(default_factory=dict, repr=False)
 
     @property
     def spec(self) -> Any:
@@ -87,6 +92,21 @@ class CompiledProcess:
     def timer(self, timer_id: str) -> TimerSpec:
         spec: TimerSpec = self.definition.spec.timers[timer_id]
         return spec
+
+    def const_value(self, name: str, value: Value) -> Any:
+        """A `set` constant in its stored form for field `name`, coerced once; UNCHECKED if it does not fit
+        (then it is stored as written and refused by the validation after the actions) or is mutable."""
+        key = (name, id(value))
+        stored = self._consts.get(key, _MISSING)
+        if stored is _MISSING:
+            try:
+                stored = coerce(self.fields[name], value.const, self.tz, name)
+            except Invalid:
+                stored = UNCHECKED
+            if type(stored) not in (str, int, float, bool, type(None)):
+                stored = UNCHECKED  # a shared list or mapping could be changed in place by a hook
+            self._consts[key] = stored
+        return stored
 
     def allowed_events(self, state: str, roles: frozenset[str] | None = None) -> tuple[str, ...]:
         """Events a person may fire here (all of them with `roles=None`), never those only `system` fires."""

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from flowengine.compile import UNCHECKED as _UNCHECKED
 from flowengine.compile import CompiledProcess, CompiledRow
 from flowengine.datatypes import Invalid, coerce, is_empty, to_json_native, typed, validate_fields
 from flowengine.definition.schema import Action, Value
@@ -140,12 +141,14 @@ def validate_data(compiled: CompiledProcess, data: dict[str, Any], where: str) -
 
 
 def _revalidate(compiled: CompiledProcess, before: Mapping[str, Any], data: dict[str, Any],
-                where: str) -> dict[str, Any]:
+                where: str, trusted: Mapping[str, Any]) -> dict[str, Any]:
     """`data` after actions ran on a copy of `before`; only what they changed needs checking again.
 
-    The rest was valid when stored or is the payload checked just before.
+    The rest was valid when stored, is the payload checked just before, or is `trusted` (still the
+    very object the engine put there).
     """
-    changed = {k: v for k, v in data.items() if k != FORMS and (k not in before or before[k] is not v)}
+    changed = {k: v for k, v in data.items()
+               if k != FORMS and (k not in before or before[k] is not v) and trusted.get(k, _UNCHECKED) is not v}
     if not changed:
         return data
     new_data = dict(data)
@@ -164,15 +167,29 @@ class _Effects:
         self.row_roles, self.target = row_roles, target
         self.outbox = Outbox(compiled.tz)
         self.handoffs: list[ChildPlan] = []
+        # Values the engine itself produced in their stored form (coerced constants, `now` of a
+        # datetime field): re-validating them after the actions would only repeat the work.
+        self.trusted: dict[str, Any] = {}
+        self._guard: GuardContext | None = None
+        self._now_text: str | None = None
 
     def guard_ctx(self) -> GuardContext:
-        ctx: GuardContext = _context(GuardContext, self.compiled, self.snap, self.event, self.data, self.payload,
-                                     self.actor, self.now, self.services)
-        return ctx
+        # One per decision: it holds `data` by reference, so conditions after an action see its changes.
+        if self._guard is None:
+            self._guard = _context(GuardContext, self.compiled, self.snap, self.event, self.data, self.payload,
+                                   self.actor, self.now, self.services)
+        return self._guard
+
+    def now_text(self) -> str:
+        if self._now_text is None:
+            self._now_text = self.now.astimezone(self.compiled.tz).isoformat()
+        return self._now_text
 
     def value(self, value: Value) -> Any:
+        if value.now:
+            return self.now_text()
         return evaluate_value(self.compiled, value, self.data, self.actor, self.now, self.services,
-                              lambda: self.guard_ctx())
+                              self.guard_ctx)
 
     def run(self, actions: list[tuple[str, Action]]) -> None:
         for handler, action in actions:
@@ -192,13 +209,13 @@ class _Effects:
             latest["revision"] += 1
             latest["fields"] = {**latest["fields"], **fields}
             latest["updated_by"] = self.actor.id
-            latest["updated_at"] = self.now.astimezone(self.compiled.tz).isoformat()
+            latest["updated_at"] = self.now_text()
         else:
             year = self.now.astimezone(self.compiled.tz).year
             number = self.services.next_number(form.prefix, year, gap_free=form.gap_free)
             forms.append({"form": form_id, "number": f"{form.prefix}-{year}-{number:06d}", "revision": 1,
                           "fields": fields, "created_by": self.actor.id, "role": role[0] if role else None,
-                          "created_at": self.now.astimezone(self.compiled.tz).isoformat()})
+                          "created_at": self.now_text()})
         self.data[FORMS] = forms
 
     def do_create_new_form(self, action: Action) -> None:
@@ -223,7 +240,17 @@ class _Effects:
                                 event=self.event, state=self.target)
 
     def do_set(self, action: Action) -> None:
+        fields = self.compiled.fields
         for name, value in (action.set_ or {}).items():
+            spec = fields.get(name)
+            if value.has_const and spec is not None:
+                stored = self.compiled.const_value(name, value)
+                if stored is not _UNCHECKED:
+                    self.data[name] = self.trusted[name] = stored
+                    continue
+            elif value.now and spec is not None and spec.type == "datetime":
+                self.data[name] = self.trusted[name] = self.now_text()
+                continue
             self.data[name] = self.value(value)
 
     def do_increment(self, action: Action) -> None:
@@ -388,7 +415,7 @@ def decide(compiled: CompiledProcess, snap: Snapshot, event: str, payload: Mappi
         effects.target = chosen.target
         effects.row_roles = chosen.roles
         effects.run(actions)
-        new_data = _revalidate(compiled, {**snap.data, **values}, data, f"data after '{event}'")
+        new_data = _revalidate(compiled, {**snap.data, **values}, data, f"data after '{event}'", effects.trusted)
     else:
         new_data = data
     cancel, schedule = plan_timers(compiled, state, chosen.target, chosen.self_loop, new_data, now, services)
@@ -436,7 +463,7 @@ def decide_escalation(compiled: CompiledProcess, snap: Snapshot, timer_id: str, 
     effects = _Effects(compiled, snap, f"!{timer_id}", data, {}, actor, now, services, frozenset({"system"}),
                        snap.state)
     effects.run(compiled.timer_actions[timer_id])
-    new_data = _revalidate(compiled, snap.data, data, f"data after timer '{timer_id}'")
+    new_data = _revalidate(compiled, snap.data, data, f"data after timer '{timer_id}'", effects.trusted)
     return Decision(f"!{timer_id}", snap.state, snap.state, snap.status, new_data, {}, self_loop=True,
                     messages=effects.outbox.messages, handoffs=effects.handoffs)
 
