@@ -274,6 +274,8 @@ def ratios(results: Sequence[Result], plan: Plan) -> dict[str, float]:
         out["p50_large_vs_small"] = large.value / small.value
         out["p99_large_vs_small"] = large.extra["p99_us"] / small.extra["p99_us"]
         out["rss_large_vs_small"] = large.extra["rss_mb"] / small.extra["rss_mb"]
+        out["raw_p50_large_vs_small"] = large.extra["raw_p50_us"] / small.extra["raw_p50_us"]
+        out["raw_p99_large_vs_small"] = large.extra["raw_p99_us"] / small.extra["raw_p99_us"]
     return out
 
 
