@@ -176,7 +176,7 @@ class Runner:
             self.workdir("repair"), 5 if p.quick else 100, self.sync))
         self.part("1+3 with synchronous=FULL", self.fsync_pair)
         self.part("6 start and tick", lambda: flow.start_and_tick(self.workdir("tick"), p.starts, p.timers,
-                                                                  self.sync))
+                                                                  self.sync, p.rounds))
         self.part("6+7 big store and scale", self.big_store)
 
     def big_store(self) -> list[Result]:

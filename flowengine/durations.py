@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import calendar as _stdlib_calendar
+import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -96,6 +97,7 @@ class Duration:
         return f"{sign}P{date_part}" + (f"T{time_part}" if time_part else "")
 
 
+@functools.lru_cache(maxsize=1024)  # a definition names a few durations; every scheduled timer parses one
 def parse_duration(text: str) -> Duration:
     """Parse an ISO 8601 duration or 'N working days/hours'; ValueError says what is accepted."""
     stripped = text.strip()

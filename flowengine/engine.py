@@ -253,12 +253,15 @@ class Engine:
 
     def _fire_in(self, tx: Tx, instance_id: str, event: str, payload: dict[str, Any], actor: Actor,
                  now: dt.datetime, *, expected_revision: int | None = None, idempotency_key: str | None = None,
-                 kind: str = "fire", details: Mapping[str, Any] | None = None) -> Step:
+                 kind: str = "fire", details: Mapping[str, Any] | None = None,
+                 snap: Snapshot | None = None) -> Step:
+        """`snap`: the instance as already read in this transaction (a tick's batch read), else read here."""
         if idempotency_key is not None:
             replay = self._replay(tx, instance_id, idempotency_key)
             if replay is not None:
                 return replay
-        snap = hp.get_snapshot(tx, instance_id)
+        if snap is None:
+            snap = hp.get_snapshot(tx, instance_id)
         if snap is None:
             raise UnknownInstance(instance_id)
         if expected_revision is not None and snap.revision != expected_revision:

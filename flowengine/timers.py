@@ -25,7 +25,7 @@ from sqlalchemy import Connection
 from flowengine.durations import parse_duration
 from flowengine.errors import FlowEngineError
 from flowengine.results import SYSTEM
-from flowengine.runtime import decide_escalation
+from flowengine.runtime import Snapshot, decide_escalation
 from flowengine.store import hotpath as hp
 from flowengine.store import repository as repo
 from flowengine.store.tx import Tx
@@ -92,15 +92,18 @@ def _fire_batch(engine: Engine, tx: Tx, *, timer_rows: list[int], now: dt.dateti
     are rare, so no savepoint is paid for up front: the first failing timer rolls the batch back and
     `_fire_isolated` runs it again with one savepoint per timer.
     """
-    tx.cancelled = set()
+    tx.cancelled, tx.touched = set(), set()
     claimed = hp.claim_timers(tx, timer_rows)
+    snaps = hp.get_snapshots(tx, sorted({c[0] for c in claimed.values()}))
     done = []
     for timer_row in timer_rows:
         timer = claimed.get(timer_row)
         if timer is None or timer_row in tx.cancelled:
             continue  # another worker has it, or an earlier timer of this batch left its scope
+        iid = timer[0]
+        snap = snaps.get(iid) if iid not in tx.touched else hp.get_snapshot(tx, iid)
         try:
-            result = _fire_one(engine, tx, timer_row=timer_row, claimed=timer, now=now)
+            result = _fire_one(engine, tx, timer_row=timer_row, claimed=timer, now=now, snap=snap)
         except FlowEngineError as exc:
             raise _BatchFailed() from exc
         done.append(result)
@@ -115,7 +118,7 @@ def _fire_isolated(engine: Engine, tx: Tx, *, timer_rows: list[int], now: dt.dat
         try:
             claimed = hp.claim_timer(tx, timer_row)
             result = None if claimed is None else _fire_one(engine, tx, timer_row=timer_row, claimed=claimed,
-                                                             now=now)
+                                                             now=now, snap=hp.get_snapshot(tx, claimed[0]))
         except FlowEngineError as exc:
             hp.savepoint(tx, "fe_timer", "ROLLBACK TO SAVEPOINT")
             hp.savepoint(tx, "fe_timer", "RELEASE SAVEPOINT")
@@ -128,9 +131,8 @@ def _fire_isolated(engine: Engine, tx: Tx, *, timer_rows: list[int], now: dt.dat
 
 
 def _fire_one(engine: Engine, tx: Tx, *, timer_row: int, claimed: tuple[str, str, dt.datetime],
-              now: dt.datetime) -> TimerFiring:
+              now: dt.datetime, snap: Snapshot | None) -> TimerFiring:
     instance_id, name, due_at = claimed
-    snap = hp.get_snapshot(tx, instance_id)
     if snap is None or snap.status != "running":
         hp.finish_timer(tx, timer_row, "cancelled", now, "instance not running")
         return TimerFiring(timer_row, instance_id, name, due_at, "skipped")
@@ -141,13 +143,13 @@ def _fire_one(engine: Engine, tx: Tx, *, timer_row: int, claimed: tuple[str, str
         return TimerFiring(timer_row, instance_id, name, due_at, "skipped")
     if timer.fire is not None:
         step = engine._fire_in(tx, instance_id, timer.fire, dict(timer.payload), SYSTEM, now, kind="timer",
-                               details={"timer": name, "due_at": due_at.isoformat()})
-        hp.finish_timer(tx, timer_row, "fired", now, json.dumps({"event": timer.fire, "seq": step.seq}))
+                               details={"timer": name, "due_at": due_at.isoformat()}, snap=snap)
+        hp.finish_timer(tx, timer_row, "fired", now, hp.dumps({"event": timer.fire, "seq": step.seq}))
         return TimerFiring(timer_row, instance_id, name, due_at, "fired", timer.fire, step.target)
     decision = decide_escalation(compiled, snap, name, SYSTEM, now, engine._services(tx))
     step = engine._apply(tx, compiled, snap, decision, SYSTEM, now, "escalation",
                          {"timer": name, "due_at": due_at.isoformat()})
-    hp.finish_timer(tx, timer_row, "escalated", now, json.dumps({"escalation": name, "seq": step.seq}))
+    hp.finish_timer(tx, timer_row, "escalated", now, hp.dumps({"escalation": name, "seq": step.seq}))
     if timer.repeat is not None:
         next_due = parse_duration(timer.repeat).apply(due_at, engine.calendar)
         from flowengine.runtime import TimerPlan

@@ -127,6 +127,16 @@ def get_snapshot(tx: Tx, instance_id: str) -> Snapshot | None:
                     read_instant(row[9]))
 
 
+def get_snapshots(tx: Tx, instance_ids: Sequence[str]) -> dict[str, Snapshot]:
+    """Several instance rows in one statement (locked in id order on PostgreSQL, as `get_snapshot` locks)."""
+    if not instance_ids:
+        return {}
+    lock = " ORDER BY id FOR UPDATE" if tx.pg and tx.write else ""
+    sql = _in(f"SELECT {_COLUMNS} FROM fe_instances WHERE id IN ({{IN}}){lock}", len(instance_ids))
+    return {row[0]: Snapshot(row[0], row[1], row[2], row[3], row[4], loads(row[5]), row[6], row[7], row[8],
+                             read_instant(row[9])) for row in tx.execute(sql, tuple(instance_ids))}
+
+
 def current_revision(tx: Tx, instance_id: str) -> int | None:
     row = tx.execute(_REVISION, (instance_id,)).fetchone()
     return None if row is None else int(row[0])
@@ -144,6 +154,8 @@ def update_instance(tx: Tx, snap: Snapshot, expected_revision: int, now: dt.date
     """The optimistic lock: False when the revision moved since it was read (someone else won)."""
     cursor = tx.execute(_UPDATE, (snap.state, snap.status, dumps(snap.data), snap.revision, snap.version,
                                   tx.instant(now), snap.id, expected_revision))
+    if tx.touched is not None:
+        tx.touched.add(snap.id)
     return bool(cursor.rowcount == 1)
 
 

@@ -26,15 +26,17 @@ T = TypeVar("T")
 class Tx:
     """One open transaction on a DBAPI connection, with the dialect its SQL must be written for."""
 
-    __slots__ = ("_moment", "_stored", "cancelled", "driver", "pg", "statements", "write")
+    __slots__ = ("_moment", "_stored", "cancelled", "driver", "pg", "statements", "touched", "write")
 
     def __init__(self, driver: Any, dialect: str, *, write: bool) -> None:
         self.driver = driver
         self.pg = dialect == "postgresql"
         self.write = write
         self.statements = 0
-        # Set by a tick batch: ids of the timers this transaction cancelled (claimed rows may go stale).
+        # Set by a tick batch, whose claimed timers and prefetched instances may go stale: the timers
+        # this transaction cancelled and the instances it updated.
         self.cancelled: set[int] | None = None
+        self.touched: set[str] | None = None
         self._moment: dt.datetime | None = None
         self._stored: Any = None
 
