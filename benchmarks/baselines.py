@@ -30,7 +30,8 @@ CREATE TABLE raw_instances (
     state VARCHAR(100) NOT NULL, status VARCHAR(20) NOT NULL, data TEXT NOT NULL, revision INTEGER NOT NULL,
     parent_id VARCHAR(200), origin_id VARCHAR(200), started_by VARCHAR(200),
     created_at {ts} NOT NULL, updated_at {ts} NOT NULL);
-CREATE INDEX ix_raw_instances_process_state ON raw_instances (process_id, state);
+CREATE INDEX ix_raw_instances_process_state_created ON raw_instances (process_id, state, created_at, id);
+CREATE INDEX ix_raw_instances_state_created ON raw_instances (state, created_at, id);
 CREATE INDEX ix_raw_instances_status ON raw_instances (status);
 CREATE INDEX ix_raw_instances_parent ON raw_instances (parent_id);
 CREATE TABLE raw_history (

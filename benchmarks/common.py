@@ -17,8 +17,7 @@ import resource
 import sqlite3
 import sys
 import time
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -234,20 +233,11 @@ def pg_available(url: str) -> str | None:
     return None
 
 
-@contextlib.contextmanager
-def pg_schema(url: str) -> Iterator[tuple[str, str]]:
+def pg_schema(url: str) -> contextlib.AbstractContextManager[tuple[str, str]]:
     """A fresh schema for one run: yields (SQLAlchemy URL pinned to it, schema name); dropped afterwards."""
-    import psycopg
+    from flowengine.store.database import scratch_schema
 
-    schema = f"fe_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(**pg_connect_kwargs(url), autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    sep = "&" if "?" in url else "?"
-    try:
-        yield f"{url}{sep}options=-csearch_path%3D{schema}", schema
-    finally:
-        with psycopg.connect(**pg_connect_kwargs(url), autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    return scratch_schema(url, "fe_bench")
 
 
 def pg_settings(url: str) -> str:

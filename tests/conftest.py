@@ -8,7 +8,6 @@ never see each other's rows.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,19 +24,10 @@ PG_URL = os.environ.get("FLOWENGINE_TEST_PG_URL") or (
 
 
 def _pg_schema_url(base: str) -> Iterator[str]:
-    import sqlalchemy as sa
+    from flowengine.store.database import scratch_schema
 
-    schema = f"fe_test_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with scratch_schema(base, "fe_test") as (url, _):
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -38,7 +38,8 @@ def make_engine(url: str, *, sqlite_synchronous: str = "NORMAL", **kwargs: Any) 
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     try:
         if url.startswith("sqlite"):
-            engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_MS / 1000}, **kwargs)
+            connect_args = {"timeout": SQLITE_BUSY_MS / 1000, **kwargs.pop("connect_args", {})}
+            engine = create_engine(url, connect_args=connect_args, **kwargs)
             _tune_sqlite(engine, sqlite_synchronous.upper())
         else:
             engine = create_engine(url, pool_pre_ping=True, **kwargs)
@@ -64,6 +65,29 @@ def _tune_sqlite(engine: Engine, synchronous: str) -> None:
     def _begin(conn: Connection) -> None:
         mode = "IMMEDIATE" if conn.get_execution_options().get("flowengine_write", True) else "DEFERRED"
         conn.connection.driver_connection.execute(f"BEGIN {mode}")  # type: ignore[union-attr]
+
+
+@contextlib.contextmanager
+def scratch_schema(url: str, prefix: str = "fe_scratch") -> Iterator[tuple[str, str]]:
+    """A new PostgreSQL schema for one test run or benchmark; yields (`url` pinned to it, its name).
+
+    Everything in it is dropped afterwards, so runs against one database never see each other's rows.
+    """
+    import uuid
+
+    schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        sep = "&" if "?" in url else "?"
+        try:
+            yield f"{url}{sep}options=-csearch_path%3D{schema}", schema
+        finally:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    finally:
+        admin.dispose()
 
 
 @contextlib.contextmanager

@@ -73,7 +73,9 @@ instances = Table(
     Column("started_by", String(200), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
-    Index("ix_fe_instances_process_state", "process_id", "state"),
+    # `list` orders by (created_at, id): with these its first page reads `limit` rows, sorts nothing.
+    Index("ix_fe_instances_process_state_created", "process_id", "state", "created_at", "id"),
+    Index("ix_fe_instances_state_created", "state", "created_at", "id"),
     Index("ix_fe_instances_status", "status"),
     Index("ix_fe_instances_parent", "parent_id"),
 )

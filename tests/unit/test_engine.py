@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -317,3 +318,23 @@ def test_hot_path_writes_what_core_reads(engine: Engine, clock: ManualClock) -> 
     inst = engine.get(tid)
     assert (inst.updated_at, inst.created_at, inst.data["note"]) == (at, T0, "é 中文 \"quoted\"")
     assert [i.id for i in engine.list(state="open")] == [tid]
+
+
+def test_make_engine_passes_connect_args_through_on_sqlite(tmp_path: Path) -> None:
+    from flowengine.store.database import make_engine
+
+    db = make_engine(f"sqlite:///{tmp_path / 'flow.db'}", connect_args={"timeout": 2.5, "cached_statements": 16})
+    engine = Engine(db, processes=FIXTURES, hooks=fixture_hooks())
+    iid = engine.start("ticket", data={"customer": "C-1"}, actor=Actor("c1", {"clerk"})).id
+    assert engine.get(iid).state == "open"
+    engine.dispose()
+
+
+def test_kept_write_connections_are_returned_on_dispose(tmp_path: Path) -> None:
+    engine = Engine(f"sqlite:///{tmp_path / 'flow.db'}", processes=FIXTURES, hooks=fixture_hooks())
+    clerk = Actor("c1", {"clerk"})
+    iid = engine.start("ticket", data={"customer": "C-1"}, actor=clerk).id
+    engine.fire(iid, "note", data={"note": "kept"}, actor=clerk)
+    assert engine.db.pool.checkedout() >= 1  # type: ignore[attr-defined]  # the write path keeps one
+    engine.dispose()
+    assert engine.db.pool.checkedout() == 0  # type: ignore[attr-defined]

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from flowengine import Actor, Engine, ManualClock, MigrationError
 from flowengine.store.database import current_revision, head_revision, make_engine, upgrade
+from flowengine.store.tables import metadata
 from tests.conftest import FIXTURES, fixture_hooks
 
 CLERK = Actor("c1", {"clerk"})
@@ -74,9 +75,15 @@ def test_upgrade_a_database_created_by_the_previous_revision(db_url: str) -> Non
             "at, kind, details) VALUES ('i-1', 1, 'start', NULL, 'open', 'c', '[]', '{}', :at, 'start', '{}')"),
             {"at": now.replace(tzinfo=None) if db.dialect.name == "sqlite" else now})
     upgrade(db)
-    assert current_revision(db) == head_revision() == "0002"
+    assert current_revision(db) == head_revision() == "0003"
     columns = {c["name"] for c in sa.inspect(db).get_columns("fe_idempotency")}
     assert "created_at" in columns
+    # What the migrations built is what tables.py declares, index by index.
+    for table in metadata.sorted_tables:
+        built = {(i["name"], tuple(i["column_names"])) for i in sa.inspect(db).get_indexes(table.name)
+                 if not i.get("duplicates_constraint")}  # PostgreSQL lists unique constraints as indexes too
+        declared = {(i.name, tuple(c.name for c in i.columns)) for i in table.indexes}
+        assert built == declared, table.name
     with db.connect() as conn:
         assert conn.execute(sa.text("SELECT seq FROM fe_idempotency WHERE key = 'k'")).scalar() == 2
         assert conn.execute(sa.text("SELECT count(*) FROM fe_history")).scalar() == 1
