@@ -45,6 +45,9 @@ CREATE INDEX ix_raw_history_at ON raw_history (at);
 _SELECT = "SELECT id, process_id, version, state, status, data, revision FROM raw_instances WHERE id = {p}"
 _UPDATE = ("UPDATE raw_instances SET state = {p}, status = {p}, data = {p}, revision = {p}, updated_at = {p} "
            "WHERE id = {p} AND revision = {p}")
+# Hand-written code that knows the state did not change leaves the indexed columns out of SET (SQLite
+# rewrites every index entry on a column named there, changed or not); flowengine does the same.
+_UPDATE_DATA = "UPDATE raw_instances SET data = {p}, revision = {p}, updated_at = {p} WHERE id = {p} AND revision = {p}"
 _INSERT_HISTORY = ("INSERT INTO raw_history (instance_id, seq, event, from_state, to_state, actor_id, actor_roles, "
                    "payload, at, kind, details) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})")
 _INSERT_INSTANCE = ("INSERT INTO raw_instances (id, process_id, version, state, status, data, revision, started_by, "
@@ -107,7 +110,8 @@ def raw_sqlite(directory: Path, instances: int, moves_for: Callable[[list[str]],
 
 
 def _raw_sqlite_moves(conn: sqlite3.Connection, moves: Sequence[Move]) -> None:
-    select, update, insert = (s.format(p="?") for s in (_SELECT, _UPDATE, _INSERT_HISTORY))
+    select, update, update_data, insert = (s.format(p="?") for s in (_SELECT, _UPDATE, _UPDATE_DATA,
+                                                                      _INSERT_HISTORY))
     roles = {a.id: dumps(sorted(a.roles)) for a in (CLERK, ENGINEER, MANAGER)}
     for iid, event, payload, actor in moves:
         now = sqlite_time(dt.datetime.now(dt.UTC))
@@ -117,7 +121,11 @@ def _raw_sqlite_moves(conn: sqlite3.Connection, moves: Sequence[Move]) -> None:
         data = json.loads(row[5])
         data.update(payload)
         target, status = _transition(state, event)
-        if conn.execute(update, (target, status, dumps(data), revision + 1, now, iid, revision)).rowcount != 1:
+        if target == state:
+            changed = conn.execute(update_data, (dumps(data), revision + 1, now, iid, revision)).rowcount
+        else:
+            changed = conn.execute(update, (target, status, dumps(data), revision + 1, now, iid, revision)).rowcount
+        if changed != 1:
             conn.execute("ROLLBACK")
             raise RuntimeError(f"lost the optimistic lock on {iid}")
         conn.execute(insert, (iid, revision + 1, event, state, target, actor.id, roles[actor.id], dumps(payload),
@@ -141,7 +149,8 @@ def raw_pg_seed(conn: Any, ids: Sequence[str]) -> None:
 
 
 def raw_pg_moves(conn: Any, moves: Sequence[Move]) -> None:
-    select, update, insert = (s.format(p="%s") for s in (_SELECT, _UPDATE, _INSERT_HISTORY))
+    select, update, update_data, insert = (s.format(p="%s") for s in (_SELECT, _UPDATE, _UPDATE_DATA,
+                                                                       _INSERT_HISTORY))
     roles = {a.id: dumps(sorted(a.roles)) for a in (CLERK, ENGINEER, MANAGER)}
     with conn.cursor() as cur:
         for iid, event, payload, actor in moves:
@@ -153,7 +162,10 @@ def raw_pg_moves(conn: Any, moves: Sequence[Move]) -> None:
                 data = json.loads(row[5])
                 data.update(payload)
                 target, status = _transition(state, event)
-                cur.execute(update, (target, status, dumps(data), revision + 1, now, iid, revision))
+                if target == state:
+                    cur.execute(update_data, (dumps(data), revision + 1, now, iid, revision))
+                else:
+                    cur.execute(update, (target, status, dumps(data), revision + 1, now, iid, revision))
                 if cur.rowcount != 1:
                     raise RuntimeError(f"lost the optimistic lock on {iid}")
                 cur.execute(insert, (iid, revision + 1, event, state, target, actor.id, roles[actor.id],

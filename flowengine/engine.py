@@ -278,7 +278,7 @@ class Engine:
         seq = snap.revision + 1
         new = Snapshot(snap.id, snap.process, snap.version, decision.target, decision.status, decision.data, seq,
                        snap.parent_id, snap.started_by, snap.created_at)
-        if not hp.update_instance(tx, new, snap.revision, now):
+        if not hp.update_instance(tx, new, snap.revision, now, snap):
             raise ConcurrencyConflict(snap.id, snap.revision, hp.current_revision(tx, snap.id))
         started = self._spawn(tx, compiled, new, decision, now)
         row = decision.row

@@ -72,6 +72,9 @@ _SELECT_FOR_UPDATE = _q(f"SELECT {_COLUMNS} FROM fe_instances WHERE id = ? FOR U
 _REVISION = _q("SELECT revision FROM fe_instances WHERE id = ?")
 _UPDATE = _q("UPDATE fe_instances SET state = ?, status = ?, data = ?, revision = ?, version = ?, updated_at = ? "
              "WHERE id = ? AND revision = ?")
+# A self-loop or escalation keeps state, status and version: naming them in SET would make SQLite
+# delete and re-insert the instance's entries in every index on them, unchanged as they are.
+_UPDATE_DATA = _q("UPDATE fe_instances SET data = ?, revision = ?, updated_at = ? WHERE id = ? AND revision = ?")
 _INSERT = _q("INSERT INTO fe_instances (id, process_id, version, state, status, data, revision, parent_id, "
              "origin_id, started_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
              "ON CONFLICT (id) DO NOTHING")
@@ -150,10 +153,19 @@ def insert_instance(tx: Tx, snap: Snapshot, now: dt.datetime, origin_id: str | N
     return bool(cursor.rowcount == 1)
 
 
-def update_instance(tx: Tx, snap: Snapshot, expected_revision: int, now: dt.datetime) -> bool:
-    """The optimistic lock: False when the revision moved since it was read (someone else won)."""
-    cursor = tx.execute(_UPDATE, (snap.state, snap.status, dumps(snap.data), snap.revision, snap.version,
-                                  tx.instant(now), snap.id, expected_revision))
+def update_instance(tx: Tx, snap: Snapshot, expected_revision: int, now: dt.datetime,
+                    before: Snapshot | None = None) -> bool:
+    """The optimistic lock: False when the revision moved since it was read (someone else won).
+
+    `before`: the row as read; when state, status and version are unchanged only the rest is written.
+    """
+    if before is not None and (before.state, before.status, before.version) == (snap.state, snap.status,
+                                                                                 snap.version):
+        cursor = tx.execute(_UPDATE_DATA, (dumps(snap.data), snap.revision, tx.instant(now), snap.id,
+                                           expected_revision))
+    else:
+        cursor = tx.execute(_UPDATE, (snap.state, snap.status, dumps(snap.data), snap.revision, snap.version,
+                                      tx.instant(now), snap.id, expected_revision))
     if tx.touched is not None:
         tx.touched.add(snap.id)
     return bool(cursor.rowcount == 1)
