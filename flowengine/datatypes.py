@@ -204,9 +204,10 @@ def to_json_native(value: Any, tz: ZoneInfo) -> Any:
     if isinstance(value, dt.timedelta):
         return format_duration(value)
     if isinstance(value, dict):
-        if all(type(v) in _PLAIN for v in value.values()) and all(type(k) is str for k in value):
-            return dict(value)  # the common case: a flat message of text and numbers
-        return {str(k): to_json_native(v, tz) for k, v in value.items()}
+        for k, v in value.items():
+            if type(k) is not str or type(v) not in _PLAIN:
+                return {str(k): to_json_native(v, tz) for k, v in value.items()}
+        return dict(value)  # the common case: a flat message of text and numbers
     if isinstance(value, list | tuple):
         return [to_json_native(v, tz) for v in value]
     return value

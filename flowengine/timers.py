@@ -96,6 +96,7 @@ def _fire_batch(engine: Engine, tx: Tx, *, timer_rows: list[int], now: dt.dateti
     claimed = hp.claim_timers(tx, timer_rows)
     snaps = hp.get_snapshots(tx, sorted({c[0] for c in claimed.values()}))
     done = []
+    finished: list[tuple[int, str, str | None]] = []
     for timer_row in timer_rows:
         timer = claimed.get(timer_row)
         if timer is None or timer_row in tx.cancelled:
@@ -103,10 +104,15 @@ def _fire_batch(engine: Engine, tx: Tx, *, timer_rows: list[int], now: dt.dateti
         iid = timer[0]
         snap = snaps.get(iid) if iid not in tx.touched else hp.get_snapshot(tx, iid)
         try:
-            result = _fire_one(engine, tx, timer_row=timer_row, claimed=timer, now=now, snap=snap)
+            result = _fire_one(engine, tx, timer_row=timer_row, claimed=timer, now=now, snap=snap,
+                               finish=lambda row, status, text: finished.append((row, status, text)))
         except FlowEngineError as exc:
             raise _BatchFailed() from exc
         done.append(result)
+    # The timers' own rows last, in one statement. A row a later step of the batch cancelled (it was
+    # still pending here) keeps its outcome, except an escalation whose scope was then left: closed.
+    hp.finish_timers(tx, [(row, "closed" if status == "escalated" and row in tx.cancelled else status, text)
+                          for row, status, text in finished], now)
     return done
 
 
@@ -117,8 +123,9 @@ def _fire_isolated(engine: Engine, tx: Tx, *, timer_rows: list[int], now: dt.dat
         hp.savepoint(tx, "fe_timer")
         try:
             claimed = hp.claim_timer(tx, timer_row)
-            result = None if claimed is None else _fire_one(engine, tx, timer_row=timer_row, claimed=claimed,
-                                                             now=now, snap=hp.get_snapshot(tx, claimed[0]))
+            result = None if claimed is None else _fire_one(
+                engine, tx, timer_row=timer_row, claimed=claimed, now=now, snap=hp.get_snapshot(tx, claimed[0]),
+                finish=lambda row, status, text: hp.finish_timer(tx, row, status, now, text))
         except FlowEngineError as exc:
             hp.savepoint(tx, "fe_timer", "ROLLBACK TO SAVEPOINT")
             hp.savepoint(tx, "fe_timer", "RELEASE SAVEPOINT")
@@ -131,25 +138,26 @@ def _fire_isolated(engine: Engine, tx: Tx, *, timer_rows: list[int], now: dt.dat
 
 
 def _fire_one(engine: Engine, tx: Tx, *, timer_row: int, claimed: tuple[str, str, dt.datetime],
-              now: dt.datetime, snap: Snapshot | None) -> TimerFiring:
+              now: dt.datetime, snap: Snapshot | None, finish: Callable[[int, str, str | None], None]) -> TimerFiring:
+    """Fire one claimed timer; `finish(row, status, result)` records the timer's own outcome."""
     instance_id, name, due_at = claimed
     if snap is None or snap.status != "running":
-        hp.finish_timer(tx, timer_row, "cancelled", now, "instance not running")
+        finish(timer_row, "cancelled", "instance not running")
         return TimerFiring(timer_row, instance_id, name, due_at, "skipped")
     compiled = engine.compiled(snap.process, snap.version)
     timer = compiled.timer(name)
     if snap.state not in timer.scope:
-        hp.finish_timer(tx, timer_row, "cancelled", now, "scope left")
+        finish(timer_row, "cancelled", "scope left")
         return TimerFiring(timer_row, instance_id, name, due_at, "skipped")
     if timer.fire is not None:
         step = engine._fire_in(tx, instance_id, timer.fire, dict(timer.payload), SYSTEM, now, kind="timer",
                                details={"timer": name, "due_at": due_at.isoformat()}, snap=snap)
-        hp.finish_timer(tx, timer_row, "fired", now, hp.dumps({"event": timer.fire, "seq": step.seq}))
+        finish(timer_row, "fired", hp.dumps({"event": timer.fire, "seq": step.seq}))
         return TimerFiring(timer_row, instance_id, name, due_at, "fired", timer.fire, step.target)
     decision = decide_escalation(compiled, snap, name, SYSTEM, now, engine._services(tx))
     step = engine._apply(tx, compiled, snap, decision, SYSTEM, now, "escalation",
                          {"timer": name, "due_at": due_at.isoformat()})
-    hp.finish_timer(tx, timer_row, "escalated", now, hp.dumps({"escalation": name, "seq": step.seq}))
+    finish(timer_row, "escalated", hp.dumps({"escalation": name, "seq": step.seq}))
     if timer.repeat is not None:
         next_due = parse_duration(timer.repeat).apply(due_at, engine.calendar)
         from flowengine.runtime import TimerPlan

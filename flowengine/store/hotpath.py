@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import json.decoder
 import json.encoder
-import uuid
+import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -252,6 +252,13 @@ def finish_timer(tx: Tx, timer_id: int, status: str, now: dt.datetime, result: s
     tx.execute(_FINISH, (status, tx.instant(now), result, timer_id))
 
 
+def finish_timers(tx: Tx, outcomes: list[tuple[int, str, str | None]], now: dt.datetime) -> None:
+    """Several timers' outcomes, (row id, status, result) each, in one statement."""
+    if outcomes:
+        at = tx.instant(now)
+        tx.executemany(_FINISH, [(status, at, result, row) for row, status, result in outcomes])
+
+
 def savepoint(tx: Tx, name: str, action: str = "SAVEPOINT") -> None:
     """SAVEPOINT / RELEASE SAVEPOINT / ROLLBACK TO SAVEPOINT (balanced by the caller)."""
     tx.driver.execute(f"{action} {name}")
@@ -262,9 +269,18 @@ def savepoint(tx: Tx, name: str, action: str = "SAVEPOINT") -> None:
 def insert_outbox(tx: Tx, instance_id: str, seq: int, messages: Iterable[tuple[str, dict[str, Any]]],
                   now: dt.datetime) -> None:
     at = tx.instant(now)
-    rows = [(str(uuid.uuid4()), instance_id, seq, topic, dumps(payload), at) for topic, payload in messages]
+    rows = [(_uuid4(), instance_id, seq, topic, dumps(payload), at) for topic, payload in messages]
     if rows:
         tx.executemany(_OUTBOX, rows)
+
+
+def _uuid4() -> str:
+    """`str(uuid.uuid4())` without building a UUID object: 16 random bytes, version 4, RFC 4122 variant."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def idempotent_seq(tx: Tx, instance_id: str, key: str) -> int | None:

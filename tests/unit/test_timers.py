@@ -130,6 +130,24 @@ def test_a_timer_whose_scope_an_earlier_timer_of_the_same_tick_left_does_not_fir
     engine.dispose()
 
 
+def test_timer_rows_record_what_happened_when_a_later_timer_of_the_tick_leaves_their_scope(db_url: str) -> None:
+    import sqlalchemy as sa
+
+    from flowengine.store.tables import timers
+
+    engine, clock = make(db_url, FRIDAY)
+    iid = engine.start("chase", data={}, actor=CLERK).id
+    clock.set(FRIDAY + dt.timedelta(days=31))  # nag and sla escalate, then give_up cancels the instance
+    engine.tick()
+    with engine.db.connect() as conn:
+        rows = conn.execute(sa.select(timers.c.timer, timers.c.status).where(timers.c.instance_id == iid)
+                            .order_by(timers.c.id)).all()
+    # Escalations whose scope was left are closed; nag's next repetition, still pending, is cancelled.
+    assert [tuple(r) for r in rows] == [("nag", "closed"), ("sla", "closed"), ("give_up", "fired"),
+                                        ("nag", "cancelled")]
+    engine.dispose()
+
+
 def test_a_failing_timer_is_undone_alone_and_recorded(db_url: str, tmp_path: Path) -> None:
     import shutil
 
