@@ -75,6 +75,8 @@ class CompiledProcess:
     machine: Any = None
     _allowed: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
     _consts: dict[tuple[str, int], Any] = field(default_factory=dict, repr=False)
+    _scope_changes: dict[tuple[str | None, str], tuple[frozenset[str], tuple[str, ...]]] = field(
+        default_factory=dict, repr=False)
 
     @property
     def spec(self) -> Any:
@@ -92,6 +94,17 @@ class CompiledProcess:
     def timer(self, timer_id: str) -> TimerSpec:
         spec: TimerSpec = self.definition.spec.timers[timer_id]
         return spec
+
+    def scope_change(self, source: str | None, target: str) -> tuple[frozenset[str], tuple[str, ...]]:
+        """Timers whose scope a move from `source` to `target` leaves, and those it enters (definition order)."""
+        key = (source, target)
+        change = self._scope_changes.get(key)
+        if change is None:
+            before = self.scopes.get(source, frozenset()) if source is not None else frozenset()
+            after = self.scopes.get(target, frozenset())
+            entered = tuple(t for t in self.definition.spec.timers if t in after and t not in before)
+            change = self._scope_changes[key] = (frozenset(before - after), entered)
+        return change
 
     def const_value(self, name: str, value: Value) -> Any:
         """A `set` constant in its stored form for field `name`, coerced once; UNCHECKED if it does not fit

@@ -171,6 +171,7 @@ class _Effects:
         # datetime field): re-validating them after the actions would only repeat the work.
         self.trusted: dict[str, Any] = {}
         self._guard: GuardContext | None = None
+        self._action: ActionContext | None = None
         self._now_text: str | None = None
 
     def guard_ctx(self) -> GuardContext:
@@ -179,6 +180,15 @@ class _Effects:
             self._guard = _context(GuardContext, self.compiled, self.snap, self.event, self.data, self.payload,
                                    self.actor, self.now, self.services)
         return self._guard
+
+    def action_ctx(self) -> ActionContext:
+        # The guard context's fields plus target and outbox: copied, not rebuilt field by field.
+        if self._action is None or self._action.target != self.target:
+            ctx = ActionContext.__new__(ActionContext)
+            ctx.__dict__.update(self.guard_ctx().__dict__)
+            ctx.target, ctx.outbox = self.target, self.outbox
+            self._action = ctx
+        return self._action
 
     def now_text(self) -> str:
         if self._now_text is None:
@@ -267,8 +277,7 @@ class _Effects:
         name = action.run
         assert name is not None
         fn = self.compiled.hooks.action_fn(name)
-        ctx: ActionContext = _context(ActionContext, self.compiled, self.snap, self.event, self.data, self.payload,
-                                      self.actor, self.now, self.services, target=self.target, outbox=self.outbox)
+        ctx = self.action_ctx()
         try:
             fn(ctx)
         except FlowEngineError:
@@ -329,14 +338,13 @@ def plan_timers(compiled: CompiledProcess, source: str | None, target: str, self
     """Timers to cancel (scopes left) and to schedule (scopes entered), due times from data after actions."""
     if self_loop:
         return frozenset(), []
-    before = compiled.scopes.get(source, frozenset()) if source is not None else frozenset()
-    after = compiled.scopes.get(target, frozenset())
+    cancel, enter = compiled.scope_change(source, target)
     plans = []
-    for tid in sorted(after - before, key=list(compiled.spec.timers).index):
+    for tid in enter:
         due = due_time(compiled, tid, data, now, now, services)
         if due is not None:
             plans.append(TimerPlan(tid, due))
-    return frozenset(before - after), plans
+    return cancel, plans
 
 
 def due_time(compiled: CompiledProcess, timer_id: str, data: Mapping[str, Any], entered_at: dt.datetime,
