@@ -86,9 +86,9 @@ _HISTORY = _q("INSERT INTO fe_history (instance_id, seq, event, from_state, to_s
 _HISTORY_ENTRY = _q("SELECT seq, event, from_state, to_state, actor_id, actor_roles, at, payload, kind, details "
                     "FROM fe_history WHERE instance_id = ? AND seq = ?")
 _TIMER = _q("INSERT INTO fe_timers (instance_id, timer, due_at, status, created_at) VALUES (?, ?, ?, 'pending', ?)")
-_CLAIM = _q("SELECT instance_id, timer, due_at FROM fe_timers WHERE id = ? AND status = 'pending'")
-_CLAIM_SKIP_LOCKED = _q("SELECT instance_id, timer, due_at FROM fe_timers WHERE id = ? AND status = 'pending' "
-                        "FOR UPDATE SKIP LOCKED")
+_CLAIM_ONE = "SELECT instance_id, timer, due_at FROM fe_timers WHERE id = ? AND status = 'pending'"
+_CLAIM = _q(_CLAIM_ONE)
+_CLAIM_SKIP_LOCKED = _q(_CLAIM_ONE + " FOR UPDATE SKIP LOCKED")
 _FINISH = _q("UPDATE fe_timers SET status = ?, fired_at = ?, result = ? WHERE id = ?")
 # Leaving a scope: pending timers are cancelled, escalations that already fired are closed.
 _CANCEL = ("UPDATE fe_timers SET status = CASE status WHEN 'pending' THEN 'cancelled' ELSE 'closed' END, "
@@ -124,8 +124,10 @@ def get_snapshot(tx: Tx, instance_id: str) -> Snapshot | None:
     BEGIN IMMEDIATE already does on SQLite; a fire with `expected_revision` still gets its conflict.
     """
     row = tx.execute(_SELECT_FOR_UPDATE if tx.pg and tx.write else _SELECT, (instance_id,)).fetchone()
-    if row is None:
-        return None
+    return None if row is None else _snapshot(row)
+
+
+def _snapshot(row: Any) -> Snapshot:
     return Snapshot(row[0], row[1], row[2], row[3], row[4], loads(row[5]), row[6], row[7], row[8],
                     read_instant(row[9]))
 
@@ -136,8 +138,7 @@ def get_snapshots(tx: Tx, instance_ids: Sequence[str]) -> dict[str, Snapshot]:
         return {}
     lock = " ORDER BY id FOR UPDATE" if tx.pg and tx.write else ""
     sql = _in(f"SELECT {_COLUMNS} FROM fe_instances WHERE id IN ({{IN}}){lock}", len(instance_ids))
-    return {row[0]: Snapshot(row[0], row[1], row[2], row[3], row[4], loads(row[5]), row[6], row[7], row[8],
-                             read_instant(row[9])) for row in tx.execute(sql, tuple(instance_ids))}
+    return {row[0]: _snapshot(row) for row in tx.execute(sql, tuple(instance_ids))}
 
 
 def current_revision(tx: Tx, instance_id: str) -> int | None:
