@@ -189,7 +189,7 @@ class Runner:
         with flow.ticket_engine(large_url, synchronous=self.sync) as engine:
             listed = flow.list_cases(engine, p.store_large)
         smalls, larges = [], []
-        for _ in range(max(1, p.rounds - 1)):  # alternate, so load from elsewhere hits both sizes alike
+        for _ in range(p.rounds):  # alternate, so load from elsewhere hits both sizes alike
             smalls.append(scale.run_probe(small_url, p.store_small, p.scale_fires, self.sync))
             larges.append(scale.run_probe(large_url, p.store_large, p.scale_fires, self.sync))
         return listed + scale.scale_results((p.store_small, scale.least_disturbed(smalls)),
