@@ -65,7 +65,7 @@ class Plan:
                        pg_instances=10, workers=tuple(workers), rounds=1)
         return cls(False, note_fires=3_000, path_instances=500, naive_fires=1_000, decisions=10_000, starts=1_000,
                    timers=5_000, store_small=1_000, store_large=size or 1_000_000, scale_fires=2_000,
-                   pg_fires=1_000, pg_instances=100, workers=tuple(workers), rounds=3)
+                   pg_fires=1_000, pg_instances=100, workers=tuple(workers), rounds=5)
 
 
 @dataclass(slots=True)
