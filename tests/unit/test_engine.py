@@ -338,3 +338,25 @@ def test_kept_write_connections_are_returned_on_dispose(tmp_path: Path) -> None:
     assert engine.db.pool.checkedout() >= 1  # type: ignore[attr-defined]  # the write path keeps one
     engine.dispose()
     assert engine.db.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+def test_a_kept_connection_the_server_dropped_is_replaced_without_failing_the_fire(db_url: str) -> None:
+    if not db_url.startswith("postgresql"):
+        pytest.skip("a server that drops connections: PostgreSQL (SQLite has no server)")
+    import sqlalchemy as sa
+
+    engine = Engine(db_url, processes=FIXTURES, hooks=fixture_hooks())
+    clerk = Actor("c1", {"clerk"})
+    iid = engine.start("ticket", data={"customer": "C-1"}, actor=clerk).id
+    kept = engine._transactions._free
+    assert kept, "the write path keeps its connection between fires"
+    pids = [fairy.driver_connection.info.backend_pid for fairy in kept]
+    admin = sa.create_engine(db_url)
+    with admin.begin() as conn:  # what a server restart or an idle timeout does to it
+        for pid in pids:
+            conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    admin.dispose()
+    step = engine.fire(iid, "note", data={"note": "after the drop"}, actor=clerk)
+    assert step.revision == 2
+    assert [h.event for h in engine.history(iid)] == ["start", "note"]  # fired once, not twice
+    engine.dispose()
