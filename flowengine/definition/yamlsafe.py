@@ -179,6 +179,33 @@ class _Builder:
         return out
 
 
+def _check_expanded_size(root: Node) -> None:
+    """Refuse an alias bomb before building it: sizes are summed over the node graph, where an alias
+    is the same node object again, so the cost is that of the distinct nodes, not of the expansion."""
+    sizes: dict[int, int] = {}
+    visiting: set[int] = set()
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:  # iterative post-order: deep nesting is refused later, with its own message
+        node, children_done = stack.pop()
+        if id(node) in sizes:
+            continue
+        children = ([] if isinstance(node, ScalarNode) else
+                    list(node.value) if isinstance(node, SequenceNode) else
+                    [part for pair in node.value for part in pair])
+        if not children_done:
+            if id(node) in visiting:
+                raise _TooBig("an alias refers to a node that contains it (a recursive structure)", node)
+            visiting.add(id(node))
+            stack.append((node, True))
+            stack.extend((child, False) for child in children if id(child) not in sizes)
+            continue
+        visiting.discard(id(node))
+        size = 1 + sum(sizes.get(id(child), 1) for child in children)
+        if size > MAX_NODES:
+            raise _TooBig(f"document expands to more than {MAX_NODES} nodes (an alias bomb?)", node)
+        sizes[id(node)] = size
+
+
 class _TooBig(Exception):
     def __init__(self, message: str, node: Node) -> None:
         super().__init__(message)
@@ -214,6 +241,7 @@ def read_yaml(text: str, file: Path | None = None, *, max_bytes: int = MAX_BYTES
         raise DefinitionError([Problem(file, 1, 1, "", "the file is empty")])
     builder = _Builder(doc, loader)
     try:
+        _check_expanded_size(node)
         doc.data = builder.build(node, (), 0)
     except _TooBig as exc:
         raise DefinitionError([Problem(file, *_pos(exc.node), "", str(exc))]) from None
