@@ -24,7 +24,7 @@ from flowengine import (
     UnknownProcess,
 )
 from flowengine.hooks import ActionContext
-from tests.conftest import FIXTURES, fixture_hooks
+from tests.conftest import FIXTURES, PG_URL, _pg_schema_url, fixture_hooks
 
 CLERK = Actor("c1", {"clerk"})
 ENGINEER = Actor("e1", {"engineer"})
@@ -340,9 +340,14 @@ def test_kept_write_connections_are_returned_on_dispose(tmp_path: Path) -> None:
     assert engine.db.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
-def test_a_kept_connection_the_server_dropped_is_replaced_without_failing_the_fire(db_url: str) -> None:
-    if not db_url.startswith("postgresql"):
-        pytest.skip("a server that drops connections: PostgreSQL (SQLite has no server)")
+def test_a_kept_connection_the_server_dropped_is_replaced_without_failing_the_fire() -> None:
+    if PG_URL is None:
+        pytest.skip("set FLOWENGINE_TEST_PG_URL (or CI=true) to run PostgreSQL tests")
+    for db_url in _pg_schema_url(PG_URL):  # a server that drops connections: PostgreSQL only
+        _fire_after_the_server_dropped_the_kept_connection(db_url)
+
+
+def _fire_after_the_server_dropped_the_kept_connection(db_url: str) -> None:
     import sqlalchemy as sa
 
     engine = Engine(db_url, processes=FIXTURES, hooks=fixture_hooks())
