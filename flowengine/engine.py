@@ -392,7 +392,7 @@ class Engine:
         def read(conn: Connection) -> builtins.list[Instance]:
             rows = repo.list_rows(conn, process=process, state=state, status=status, overdue_at=when, limit=limit,
                                   offset=offset)
-            return [self._instance(self.compiled(r[1], r[2]), repo.snapshot_of(r), r[10]) for r in rows]
+            return [self._instance(self.compiled(r[1], r[2]), hp.snapshot_of(r), r[10]) for r in rows]
         return self._read(read, "listing instances")
 
     def inbox(self, role: str) -> builtins.list[tuple[Instance, tuple[str, ...]]]:
@@ -409,7 +409,7 @@ class Engine:
                 if not states:
                     continue
                 for r in repo.list_rows(conn, process=pid, version=version, status="running", states=states):
-                    snap = repo.snapshot_of(r)
+                    snap = hp.snapshot_of(r)
                     found.append((self._instance(compiled, snap, r[10], conn), work[snap.state]))
             return sorted(found, key=lambda item: (item[0].created_at, item[0].id))
         return self._read(read, f"reading the inbox of {role}")
@@ -418,7 +418,7 @@ class Engine:
         """Instances started by this one's call states (not hand-offs), oldest first."""
         def read(conn: Connection) -> builtins.list[Instance]:
             rows = repo.list_rows(conn, ids=repo.children(conn, instance_id))
-            return [self._instance(self.compiled(r[1], r[2]), repo.snapshot_of(r), r[10]) for r in rows]
+            return [self._instance(self.compiled(r[1], r[2]), hp.snapshot_of(r), r[10]) for r in rows]
         return self._read(read, f"reading children of {instance_id}")
 
     def history(self, instance_id: str) -> Sequence[HistoryEntry]:

@@ -63,7 +63,7 @@ def migrate(engine: Engine, process: str, from_version: int, to_version: int, ma
     def run(conn: Connection) -> MigrationReport:
         rows = repo.list_rows(conn, process=process, version=from_version, status="running")
         tx = Tx.of(conn)
-        snaps = [repo.snapshot_of(r) for r in rows]
+        snaps = [hp.snapshot_of(r) for r in rows]
         unmapped = sorted({s.state for s in snaps if s.state not in mapping and s.state not in new.spec.states})
         if unmapped:
             raise MigrationError(f"can't migrate {process} v{from_version} → v{to_version}: no mapping for "

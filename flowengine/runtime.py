@@ -90,13 +90,12 @@ class Decision:
     schedule: list[TimerPlan] = field(default_factory=list)
 
 
-def _context(cls: type[Any], compiled: CompiledProcess, snap: Snapshot, event: str, data: Any,
-             payload: Mapping[str, Any], actor: Actor, now: dt.datetime, services: Services,
-             **extra: Any) -> Any:
-    return cls(instance_id=snap.id, process=snap.process, version=snap.version, state=snap.state, event=event,
-               data=data, payload=payload, actor=actor, now=now, params=compiled.spec.parameters,
-               fields=compiled.fields, tz=compiled.tz, calendar=services.calendar, instances=services.instances,
-               **extra)
+def _guard_context(compiled: CompiledProcess, snap: Snapshot, event: str, data: Any, payload: Mapping[str, Any],
+                   actor: Actor, now: dt.datetime, services: Services) -> GuardContext:
+    return GuardContext(instance_id=snap.id, process=snap.process, version=snap.version, state=snap.state,
+                        event=event, data=data, payload=payload, actor=actor, now=now,
+                        params=compiled.spec.parameters, fields=compiled.fields, tz=compiled.tz,
+                        calendar=services.calendar, instances=services.instances)
 
 
 def _evaluate(name: str, evaluator: Any, ctx: GuardContext) -> bool | Refusal:
@@ -177,8 +176,8 @@ class _Effects:
     def guard_ctx(self) -> GuardContext:
         # One per decision: it holds `data` by reference, so conditions after an action see its changes.
         if self._guard is None:
-            self._guard = _context(GuardContext, self.compiled, self.snap, self.event, self.data, self.payload,
-                                   self.actor, self.now, self.services)
+            self._guard = _guard_context(self.compiled, self.snap, self.event, self.data, self.payload, self.actor,
+                                         self.now, self.services)
         return self._guard
 
     def action_ctx(self) -> ActionContext:

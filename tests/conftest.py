@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from flowengine.hooks import ActionContext, GuardContext, HookRegistry
+from flowengine.hooks import HookRegistry
+from tests.fixture_hooks_module import fixture_hooks as fixture_hooks  # re-exported for the tests
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "processes"
@@ -43,20 +44,6 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'flow.db'}"
-
-
-def fixture_hooks() -> HookRegistry:
-    hooks = HookRegistry("fixture")
-
-    @hooks.guard
-    def has_engineer(ctx: GuardContext) -> bool | object:
-        return bool(ctx.data.get("engineer")) or ctx.refuse("no engineer assigned")
-
-    @hooks.action
-    def stamp(ctx: ActionContext) -> None:
-        ctx.set("note", "stamped by " + ctx.actor.id)
-
-    return hooks
 
 
 @pytest.fixture

@@ -124,10 +124,11 @@ def get_snapshot(tx: Tx, instance_id: str) -> Snapshot | None:
     BEGIN IMMEDIATE already does on SQLite; a fire with `expected_revision` still gets its conflict.
     """
     row = tx.execute(_SELECT_FOR_UPDATE if tx.pg and tx.write else _SELECT, (instance_id,)).fetchone()
-    return None if row is None else _snapshot(row)
+    return None if row is None else snapshot_of(row)
 
 
-def _snapshot(row: Any) -> Snapshot:
+def snapshot_of(row: Any) -> Snapshot:
+    """An instance row (the columns of `_COLUMNS`, from the driver or from Core) as a Snapshot."""
     return Snapshot(row[0], row[1], row[2], row[3], row[4], loads(row[5]), row[6], row[7], row[8],
                     read_instant(row[9]))
 
@@ -138,7 +139,7 @@ def get_snapshots(tx: Tx, instance_ids: Sequence[str]) -> dict[str, Snapshot]:
         return {}
     lock = " ORDER BY id FOR UPDATE" if tx.pg and tx.write else ""
     sql = _in(f"SELECT {_COLUMNS} FROM fe_instances WHERE id IN ({{IN}}){lock}", len(instance_ids))
-    return {row[0]: _snapshot(row) for row in tx.execute(sql, tuple(instance_ids))}
+    return {row[0]: snapshot_of(row) for row in tx.execute(sql, tuple(instance_ids))}
 
 
 def current_revision(tx: Tx, instance_id: str) -> int | None:

@@ -60,10 +60,6 @@ def get_snapshot(conn: Connection, instance_id: str) -> Snapshot | None:
     return hotpath.get_snapshot(Tx.of(conn), instance_id)
 
 
-def snapshot_of(row: Any) -> Snapshot:
-    return Snapshot(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]), row[6], row[7], row[8], row[9])
-
-
 def instance_times(conn: Connection, instance_id: str) -> tuple[dt.datetime, dt.datetime, str | None] | None:
     row = conn.execute(select(instances.c.created_at, instances.c.updated_at, instances.c.origin_id).where(
         instances.c.id == instance_id)).first()
