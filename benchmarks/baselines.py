@@ -79,8 +79,14 @@ def path_moves(ids: Sequence[str]) -> list[Move]:
 WARMUP_MOVES = 30  # untimed first moves on every side (caches, prepared statements); a multiple of 3
 
 
-def split_warmup(moves: list[Move]) -> tuple[list[Move], list[Move]]:
-    return moves[:WARMUP_MOVES], moves[WARMUP_MOVES:]
+def warm_then_time(run: Callable[[Sequence[Move]], object], moves: list[Move]) -> Sample:
+    """`run` the first WARMUP_MOVES untimed (caches, prepared statements), then the rest timed; every side
+    of a comparison goes through here. Returns (moves timed, wall seconds, CPU seconds)."""
+    warmup, timed = moves[:WARMUP_MOVES], moves[WARMUP_MOVES:]
+    run(warmup)
+    with Stopwatch() as sw:
+        run(timed)
+    return len(timed), sw.seconds, sw.cpu
 
 
 def _transition(state: str, event: str) -> tuple[str, str]:
@@ -101,12 +107,9 @@ def raw_sqlite(directory: Path, instances: int, moves_for: Callable[[list[str]],
     conn.executemany(_INSERT_INSTANCE.format(p="?"), [(iid, "ticket", 1, "open", "running", dumps(start_data(i)), 1,
                                                        CLERK.id, created, created) for i, iid in enumerate(ids)])
     conn.execute("COMMIT")
-    warmup, moves = split_warmup(moves_for(ids))
-    _raw_sqlite_moves(conn, warmup)
-    with Stopwatch() as sw:
-        _raw_sqlite_moves(conn, moves)
+    sample = warm_then_time(lambda some: _raw_sqlite_moves(conn, some), moves_for(ids))
     conn.close()
-    return len(moves), sw.seconds, sw.cpu
+    return sample
 
 
 def _raw_sqlite_moves(conn: sqlite3.Connection, moves: Sequence[Move]) -> None:

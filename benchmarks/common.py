@@ -132,24 +132,10 @@ def rss_mb() -> float:
 
 
 def fixture_hooks() -> HookRegistry:
-    """The hooks of tests/fixtures/processes, from tests/conftest.py (which needs pytest) or a copy."""
-    try:
-        from tests.conftest import fixture_hooks as from_tests
-    except ImportError:  # pragma: no cover - pytest not installed; keep in step with tests/conftest.py
-        from flowengine.hooks import ActionContext, GuardContext, Refusal
+    """The hooks of tests/fixtures/processes (defined once, in tests/fixture_hooks_module.py)."""
+    from tests.fixture_hooks_module import fixture_hooks as fixture
 
-        hooks = HookRegistry("fixture")
-
-        @hooks.guard
-        def has_engineer(ctx: GuardContext) -> bool | Refusal:
-            return bool(ctx.data.get("engineer")) or ctx.refuse("no engineer assigned")
-
-        @hooks.action
-        def stamp(ctx: ActionContext) -> None:
-            ctx.set("note", "stamped by " + ctx.actor.id)
-
-        return hooks
-    return from_tests()
+    return fixture()
 
 
 # --- SQLite ---------------------------------------------------------------------------------------

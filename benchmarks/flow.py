@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from benchmarks.baselines import Move, split_warmup, start_data
+from benchmarks.baselines import Move, start_data, warm_then_time
 from benchmarks.common import (
     CLERK,
     ENGINEER,
@@ -46,7 +46,7 @@ def started(engine: Engine, count: int, **data: Any) -> list[str]:
     return [engine.start("ticket", data={**start_data(i), **data}, actor=CLERK).id for i in range(count)]
 
 
-def time_moves(engine: Engine, moves: list[Move]) -> Stopwatch:
+def time_moves(engine: Engine, moves: Sequence[Move]) -> Stopwatch:
     with Stopwatch() as sw:
         for iid, event, payload, actor in moves:
             engine.fire(iid, event, data=payload, actor=actor)
@@ -58,10 +58,7 @@ def fire_cases(directory: Path, instances: int, moves_for: Callable[[list[str]],
     """Start `instances` tickets (untimed), then time the fires; returns (fires, wall seconds, CPU seconds)."""
     with ticket_engine(f"sqlite:///{directory / 'fire.db'}", synchronous=synchronous) as engine:
         ids = started(engine, instances)
-        warmup, moves = split_warmup(moves_for(ids))
-        time_moves(engine, warmup)
-        sw = time_moves(engine, moves)
-        return len(moves), sw.seconds, sw.cpu
+        return warm_then_time(lambda some: time_moves(engine, some), moves_for(ids))
 
 
 # --- a shipped process: repair_service, replayed from its example scenario -------------------------

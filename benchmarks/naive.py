@@ -17,8 +17,8 @@ from sqlalchemy import JSON, DateTime, Engine, Integer, String, create_engine, e
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from transitions import Machine
 
-from benchmarks.baselines import Move, split_warmup, start_data
-from benchmarks.common import T0, Sample, Stopwatch, apply_sqlite_settings
+from benchmarks.baselines import Move, start_data, warm_then_time
+from benchmarks.common import T0, Sample, apply_sqlite_settings
 from flowengine import Actor
 
 STATES = ["open", "assigned", "review", "waiting", "delegated", "closed", "cancelled"]
@@ -101,12 +101,9 @@ def naive_sqlite(directory: Path, instances: int, moves_for: Callable[[list[str]
         session.add_all(NaiveInstance(id=iid, process_id="ticket", state="open", status="running", data=start_data(i),
                                       created_at=T0, updated_at=T0) for i, iid in enumerate(ids))
         session.commit()
-    warmup, moves = split_warmup(moves_for(ids))
-    _naive_moves(engine, warmup)
-    with Stopwatch() as sw:
-        _naive_moves(engine, moves)
+    sample = warm_then_time(lambda some: _naive_moves(engine, some), moves_for(ids))
     engine.dispose()
-    return len(moves), sw.seconds, sw.cpu
+    return sample
 
 
 def _naive_moves(engine: Engine, moves: Sequence[Move]) -> None:

@@ -254,20 +254,12 @@ def ratios(results: Sequence[Result], plan: Plan) -> dict[str, float]:
         if flow_pg is not None:
             out[f"pg_vs_raw_{w}w"] = flow_pg.extra["vs_raw"]
             out[f"pg_fires_per_s_{w}w"] = flow_pg.value
-    for key, case in (("decide_simple_us", "decide: simple"), ("decide_guarded_us", "decide: guards")):
-        found = find(results, "5", case)
+    for key, part, case in (("decide_simple_us", "5", "decide: simple"), ("decide_guarded_us", "5", "decide: guards"),
+                            ("machines_built", "5", "transitions.Machine"), ("start_per_s", "6", "start"),
+                            ("tick_timers_per_s", "6", "tick"), ("list_page_ms", "6", "list(process")):
+        found = find(results, part, case)
         if found is not None:
             out[key] = found.value
-    machines = find(results, "5", "transitions.Machine")
-    if machines is not None:
-        out["machines_built"] = machines.value
-    for key, case in (("start_per_s", "start"), ("tick_timers_per_s", "tick")):
-        found = find(results, "6", case)
-        if found is not None:
-            out[key] = found.value
-    listed = find(results, "6", "list(process")
-    if listed is not None:
-        out["list_page_ms"] = listed.value
     small = find(results, "7", f"fire p50 with {plan.store_small:,} ")
     large = find(results, "7", f"fire p50 with {plan.store_large:,} ")
     if small is not None and large is not None:
