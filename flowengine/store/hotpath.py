@@ -18,7 +18,8 @@ from typing import Any
 
 from flowengine.results import Actor, HistoryEntry, InstanceView
 from flowengine.runtime import Snapshot, TimerPlan
-from flowengine.store.tx import Tx, read_instant
+from flowengine.store.tables import read_instant
+from flowengine.store.tx import Tx
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
 # `JSONEncoder.encode` builds its C encoder on every call; this one is built once. No cycle check:
@@ -83,8 +84,9 @@ _RUNNING_CHILDREN = _q("SELECT id FROM fe_instances WHERE parent_id = ? AND stat
                        "ORDER BY created_at, id")
 _HISTORY = _q("INSERT INTO fe_history (instance_id, seq, event, from_state, to_state, actor_id, actor_roles, "
               "payload, at, kind, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-_HISTORY_ENTRY = _q("SELECT seq, event, from_state, to_state, actor_id, actor_roles, at, payload, kind, details "
-                    "FROM fe_history WHERE instance_id = ? AND seq = ?")
+HISTORY_COLUMNS = ("seq", "event", "from_state", "to_state", "actor_id", "actor_roles", "at", "payload", "kind",
+                   "details")
+_HISTORY_ENTRY = _q(f"SELECT {', '.join(HISTORY_COLUMNS)} FROM fe_history WHERE instance_id = ? AND seq = ?")
 _TIMER = _q("INSERT INTO fe_timers (instance_id, timer, due_at, status, created_at) VALUES (?, ?, ?, 'pending', ?)")
 _CLAIM_ONE = "SELECT instance_id, timer, due_at FROM fe_timers WHERE id = ? AND status = 'pending'"
 _CLAIM = _q(_CLAIM_ONE)
@@ -204,11 +206,14 @@ def insert_history(tx: Tx, instance_id: str, seq: int, event: str, source: str |
 
 
 def history_entry(tx: Tx, instance_id: str, seq: int) -> HistoryEntry | None:
-    r = tx.execute(_HISTORY_ENTRY, (instance_id, seq)).fetchone()
-    if r is None:
-        return None
-    return HistoryEntry(r[0], r[1], r[2], r[3], Actor(r[4], loads(r[5])), read_instant(r[6]),
-                        loads(r[7]), r[8], loads(r[9]))
+    row = tx.execute(_HISTORY_ENTRY, (instance_id, seq)).fetchone()
+    return None if row is None else history_entry_of(row)
+
+
+def history_entry_of(r: Any) -> HistoryEntry:
+    """A history row (the columns of `HISTORY_COLUMNS`, from the driver or from Core) as a HistoryEntry."""
+    return HistoryEntry(r[0], r[1], r[2], r[3], Actor(r[4], loads(r[5])), read_instant(r[6]), loads(r[7]), r[8],
+                        loads(r[9]))
 
 
 # --- timers ---------------------------------------------------------------------------------------

@@ -6,13 +6,12 @@ starts and ticks is driver SQL in `hotpath.py`.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, and_, func, insert, or_, select, update
 
-from flowengine.results import Actor, HistoryEntry, TimerInfo
+from flowengine.results import HistoryEntry, TimerInfo
 from flowengine.runtime import Snapshot
 from flowengine.store import hotpath
 from flowengine.store.tables import definitions, history, instances, outbox, timers
@@ -125,16 +124,10 @@ def handoffs(conn: Connection, origin_id: str) -> list[str]:
 
 
 
-def _entry(r: Any) -> HistoryEntry:
-    return HistoryEntry(r.seq, r.event, r.from_state, r.to_state, Actor(r.actor_id, json.loads(r.actor_roles)),
-                        r.at, json.loads(r.payload), r.kind, json.loads(r.details))
-
-
 def read_history(conn: Connection, instance_id: str) -> list[HistoryEntry]:
-    rows = conn.execute(select(history).where(history.c.instance_id == instance_id).order_by(history.c.seq))
-    return [_entry(r) for r in rows]
-
-
+    rows = conn.execute(select(*(history.c[name] for name in hotpath.HISTORY_COLUMNS))
+                        .where(history.c.instance_id == instance_id).order_by(history.c.seq))
+    return [hotpath.history_entry_of(r) for r in rows]
 
 
 # --- timers ---------------------------------------------------------------------------------------

@@ -24,6 +24,21 @@ from sqlalchemy.types import TypeDecorator
 metadata = MetaData()
 
 
+def to_utc(value: dt.datetime) -> dt.datetime:
+    """An aware datetime in UTC, as every stored time is; a naive one is refused (its zone is unknown)."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the store")
+    return value.astimezone(dt.UTC)
+
+
+def read_instant(value: Any) -> dt.datetime:
+    """A stored time back as an aware UTC datetime (SQLite keeps naive UTC, as text or parsed)."""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    moment: dt.datetime = value
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+
+
 class UTCDateTime(TypeDecorator[dt.datetime]):
     """Aware datetimes in, aware UTC datetimes out; SQLite keeps no zone, so we normalise to UTC."""
 
@@ -33,18 +48,11 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
     def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> Any:
         if value is None:
             return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the store")
-        value = value.astimezone(dt.UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+        utc = to_utc(value)
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
 
     def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
-        if value is None:
-            return None
-        if isinstance(value, str):
-            value = dt.datetime.fromisoformat(value)
-        moment: dt.datetime = value
-        return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+        return None if value is None else read_instant(value)
 
 
 definitions = Table(

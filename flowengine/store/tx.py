@@ -20,6 +20,8 @@ from sqlalchemy import Connection
 from sqlalchemy import Engine as SAEngine
 from sqlalchemy.pool import QueuePool
 
+from flowengine.store.tables import to_utc
+
 T = TypeVar("T")
 
 
@@ -66,20 +68,10 @@ class Tx:
         """
         if value is self._moment:
             return self._stored
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the store")
-        utc = value.astimezone(dt.UTC)
+        utc = to_utc(value)
         stored: Any = utc if self.pg else utc.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
         self._moment, self._stored = value, stored
         return stored
-
-
-def read_instant(value: Any) -> dt.datetime:
-    """A stored time back as an aware UTC datetime (SQLite returns the text written by `Tx.instant`)."""
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    moment: dt.datetime = value
-    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
 
 class Transactions:
