@@ -7,6 +7,7 @@ never get a machine of their own, so starting or firing builds nothing.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,14 +15,15 @@ from zoneinfo import ZoneInfo
 
 from transitions import Machine
 
-from flowengine.datatypes import Invalid, coerce, is_empty, typed
+from flowengine.datatypes import Coercer, Invalid, coerce, coercer, is_empty, reader, typed
 from flowengine.definition.graph import expand_sources, final_states
 from flowengine.definition.loader import Definition
 from flowengine.definition.schema import Condition, FieldSpec, TimerSpec, Value
+from flowengine.effects import ActionCompiler, ChildPlan, Effects, Evaluator, Op, ProcessConstants
 from flowengine.errors import DefinitionError, Problem
 from flowengine.hooks import GuardContext, HookRegistry, Refusal
+from flowengine.results import GuardCheck
 
-Evaluator = Callable[[GuardContext], "bool | Refusal"]
 IMPLICIT = {"reason": FieldSpec(type="text")}
 CANCEL_EVENT = "cancel"
 CANCELLED_STATE = "cancelled"
@@ -29,6 +31,8 @@ CANCELLED_STATE = "cancelled"
 
 @dataclass(frozen=True, slots=True)
 class CompiledRow:
+    """One transition from one source state, with everything a fire through it needs worked out."""
+
     index: int
     id: str | None
     source: str
@@ -38,18 +42,33 @@ class CompiledRow:
     roles: frozenset[str]
     if_: Evaluator | None
     if_text: str | None
-    guards: tuple[tuple[str, Evaluator], ...]
+    # (name, evaluator, the check recorded when it passes): checks are immutable, so one is shared.
+    guards: tuple[tuple[str, Evaluator, GuardCheck], ...]
     spec_index: int  # position in the definition's transitions
+    actions: tuple[Op, ...] = ()
+    status: str = "running"  # of the target
+    cancel: frozenset[str] = frozenset()  # timers whose scope this move leaves
+    enter: tuple[str, ...] = ()  # and those whose scope it enters, in definition order
+    calls: bool = False  # the target is a call state
+    if_checks: tuple[GuardCheck, GuardCheck] | None = None  # recorded when `if` holds / does not
 
 
 @dataclass(frozen=True, slots=True)
 class PayloadRule:
     required: frozenset[str]
     allowed: Mapping[str, FieldSpec]
+    coercers: Mapping[str, Coercer] = field(default_factory=dict, compare=False)
 
 
-UNCHECKED: Any = object()
-_MISSING: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class EventMoves:
+    """What one state does on one event: its rows in definition order, who may fire it, its payload."""
+
+    rows: tuple[CompiledRow, ...]
+    roles: frozenset[str]
+    payload: PayloadRule
 
 
 @dataclass
@@ -67,14 +86,15 @@ class CompiledProcess:
     scopes: dict[str, frozenset[str]]  # state → timer ids whose scope holds it
     finals: frozenset[str]
     event_roles: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
-    actions: tuple[list[tuple[str, Any]], ...] = ()  # per transition index: (handler name, action)
-    start_actions: list[tuple[str, Any]] = field(default_factory=list)
-    timer_actions: dict[str, list[tuple[str, Any]]] = field(default_factory=dict)
+    start_actions: tuple[Op, ...] = ()
+    timer_actions: dict[str, tuple[Op, ...]] = field(default_factory=dict)
+    calls: dict[str, tuple[str, Callable[[Effects], dict[str, Any]]]] = field(default_factory=dict)
     conditions: dict[str, Evaluator] = field(default_factory=dict)
-    whens: dict[int, Evaluator] = field(default_factory=dict)  # id(action) → its compiled `when`
     machine: Any = None
+    constants: ProcessConstants | None = field(default=None, repr=False)
+    moves: dict[str, dict[str, EventMoves]] = field(default_factory=dict, repr=False)  # state → event →
+    coercers: dict[str, Coercer] = field(default_factory=dict, repr=False)  # per field: datatypes.coercer
     _allowed: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
-    _consts: dict[tuple[str, int], Any] = field(default_factory=dict, repr=False)
     _scope_changes: dict[tuple[str | None, str], tuple[frozenset[str], tuple[str, ...]]] = field(
         default_factory=dict, repr=False)
 
@@ -87,9 +107,7 @@ class CompiledProcess:
         return self.definition.spec.process
 
     def status_of(self, state: str) -> str:
-        if state not in self.finals:
-            return "running"
-        return "cancelled" if state == CANCELLED_STATE else "completed"
+        return _status(self.finals, state)
 
     def timer(self, timer_id: str) -> TimerSpec:
         spec: TimerSpec = self.definition.spec.timers[timer_id]
@@ -100,26 +118,16 @@ class CompiledProcess:
         key = (source, target)
         change = self._scope_changes.get(key)
         if change is None:
-            before = self.scopes.get(source, frozenset()) if source is not None else frozenset()
-            after = self.scopes.get(target, frozenset())
-            entered = tuple(t for t in self.definition.spec.timers if t in after and t not in before)
-            change = self._scope_changes[key] = (frozenset(before - after), entered)
+            change = self._scope_changes[key] = _scope_change(self.definition.spec, self.scopes, source, target)
         return change
 
-    def const_value(self, name: str, value: Value) -> Any:
-        """A `set` constant in its stored form for field `name`, coerced once; UNCHECKED if it does not fit
-        (then it is stored as written and refused by the validation after the actions) or is mutable."""
-        key = (name, id(value))
-        stored = self._consts.get(key, _MISSING)
-        if stored is _MISSING:
-            try:
-                stored = coerce(self.fields[name], value.const, self.tz, name)
-            except Invalid:
-                stored = UNCHECKED
-            if type(stored) not in (str, int, float, bool, type(None)):
-                stored = UNCHECKED  # a shared list or mapping could be changed in place by a hook
-            self._consts[key] = stored
-        return stored
+    def child_plan(self, state: str, effects: Effects) -> ChildPlan | None:
+        """The child a move into `state` starts, if it is a call state (call data read from `effects`)."""
+        call = self.calls.get(state)
+        if call is None:
+            return None
+        process, mapping = call
+        return ChildPlan(process, {k: v for k, v in mapping(effects).items() if v is not None})
 
     def allowed_events(self, state: str, roles: frozenset[str] | None = None) -> tuple[str, ...]:
         """Events a person may fire here (all of them with `roles=None`), never those only `system` fires."""
@@ -138,6 +146,7 @@ class _Compiler:
         self.definition, self.spec, self.hooks = definition, definition.spec, hooks
         self.tz = ZoneInfo(self.spec.timezone)
         self.fields: dict[str, FieldSpec] = {**IMPLICIT, **self.spec.data}
+        self.coercers = {n: coercer(f, self.tz, n) for n, f in self.fields.items()}
         self.named: dict[str, Evaluator] = {}
         self.compiling: set[str] = set()
         self.problems: list[Problem] = []
@@ -198,11 +207,14 @@ class _Compiler:
 
                 duration = parse_duration(offset)
 
+                read = reader(self.fields.get(name), self.tz)
+
                 def shifted(ctx: GuardContext) -> Any:
-                    base = ctx.value(name)
+                    base = read(ctx.data.get(name))
                     return None if base is None or ctx.calendar is None else duration.apply(base, ctx.calendar)
                 return shifted
-            return lambda ctx: ctx.value(name)
+            read = reader(self.fields.get(name), self.tz)
+            return lambda ctx: read(ctx.data.get(name))
         if value.param is not None:
             raw = self.spec.parameters.get(value.param)
             const = self.typed_const(raw, fspec)
@@ -238,14 +250,29 @@ class _Compiler:
             values = frozenset((cond.in_ if op == "in" else cond.not_in) or [])
             inside = op == "in"
             return lambda ctx: (ctx.data.get(name) in values) == inside
-        operand = self.operand(getattr(cond, op or ""), fspec)
-        compare: Callable[[Any, Any], bool] = {
-            "eq": lambda a, b: a == b, "ne": lambda a, b: a != b, "lt": lambda a, b: a < b,
-            "le": lambda a, b: a <= b, "gt": lambda a, b: a > b, "ge": lambda a, b: a >= b}[op or "eq"]
+        other: Value = getattr(cond, op or "")
+        compare: Callable[[Any, Any], bool] = getattr(operator, op or "eq")
         ordered = op in ("lt", "le", "gt", "ge")
+        read = reader(fspec, self.tz)
+        if other.has_const or other.param is not None:
+            # The usual case (`amount le 5000`, `big_amount`): the right side folded in now.
+            right = self.typed_const(self.spec.parameters.get(other.param) if other.param else other.const, fspec)
+            if ordered and right is None:
+                return lambda ctx: False
+
+            def test_const(ctx: GuardContext) -> bool:
+                left = read(ctx.data.get(name))
+                if ordered and left is None:
+                    return False
+                try:
+                    return compare(left, right)
+                except TypeError:
+                    return False
+            return test_const
+        operand = self.operand(other, fspec)
 
         def test(ctx: GuardContext) -> bool:
-            left, right = ctx.value(name), operand(ctx)
+            left, right = read(ctx.data.get(name)), operand(ctx)
             if ordered and (left is None or right is None):
                 return False
             try:
@@ -257,19 +284,27 @@ class _Compiler:
     def build(self, version: int) -> CompiledProcess:
         spec = self.spec
         finals = frozenset(final_states(spec))
+        scopes = self.scopes()
+        ops = ActionCompiler(spec, self.fields, self.tz, self.hooks, self.condition, self.reference)
         rows: dict[tuple[str, str], list[CompiledRow]] = {}
         payloads: dict[tuple[str, str], PayloadRule] = {}
         machine_transitions: list[dict[str, Any]] = []
         for index, t in enumerate(spec.transitions):
             if_ = self.condition(t.if_) if t.if_ is not None else None
-            guards = tuple((g.describe(), self.condition(g)) for g in t.guard)
+            if_text = t.if_.describe() if t.if_ else None
+            if_checks = (GuardCheck(f"if {if_text}", True), GuardCheck(f"if {if_text}", False)) if t.if_ else None
+            guards = tuple((g.describe(), self.condition(g), GuardCheck(g.describe(), True)) for g in t.guard)
+            actions = ops.actions(t.actions)
             payload = t.payload if t.payload is not None else spec.events[t.event].payload
-            rule = PayloadRule(frozenset(n for n, r in payload.items() if r == "required"),
-                               {n: self.fields[n] for n in payload if n in self.fields})
+            rule = self.payload_rule(frozenset(n for n, r in payload.items() if r == "required"),
+                                     {n: self.fields[n] for n in payload if n in self.fields})
             for source in expand_sources(spec, t.from_):
                 target = t.to if t.to is not None else source
-                row = CompiledRow(index, t.id, source, t.event, target, target == source and t.to in (None, source),
-                                  self.expand_roles(t.roles), if_, t.if_.describe() if t.if_ else None, guards, index)
+                self_loop = target == source and t.to in (None, source)
+                cancel, enter = _scope_change(spec, scopes, source, target) if not self_loop else (frozenset(), ())
+                row = CompiledRow(index, t.id, source, t.event, target, self_loop, self.expand_roles(t.roles), if_,
+                                  if_text, guards, index, actions, _status(finals, target), cancel, enter,
+                                  spec.states[target].call is not None, if_checks)
                 key = (source, t.event)
                 rows.setdefault(key, []).append(row)
                 if key in payloads and payloads[key] != rule:
@@ -284,19 +319,15 @@ class _Compiler:
                 if key in payloads and outcome.copy_:
                     old = payloads[key]
                     extra = {n: self.fields[n] for n in outcome.copy_ if n in self.fields}
-                    payloads[key] = PayloadRule(old.required, {**old.allowed, **extra})
+                    payloads[key] = self.payload_rule(old.required, {**old.allowed, **extra})
         machine = Machine(model=None, states=list(spec.states), transitions=machine_transitions,
                           initial=spec.initial, auto_transitions=False, ignore_invalid_triggers=False)
         events_by_state = {s: tuple(machine.get_triggers(s)) for s in spec.states}
-        scopes: dict[str, set[str]] = {s: set() for s in spec.states}
-        for tid, timer in spec.timers.items():
-            for s in timer.scope:
-                scopes.setdefault(s, set()).add(tid)
         for name in spec.conditions:
             self.reference(name)
-        all_actions = [*spec.on_start, *(a for t in spec.transitions for a in t.actions),
-                       *(a for tm in spec.timers.values() for a in (tm.escalate or ()))]
-        whens = {id(a): self.condition(a.when) for a in all_actions if a.when is not None}
+        start_actions = ops.actions(spec.on_start)
+        timer_actions = {tid: ops.actions(tm.escalate or []) for tid, tm in spec.timers.items()}
+        calls = {sid: (s.call.process, ops.mapping(s.call.data)) for sid, s in spec.states.items() if s.call}
         for action_name in {a.run for t in spec.transitions for a in t.actions if a.run} | \
                 {a.run for a in spec.on_start if a.run} | \
                 {a.run for tm in spec.timers.values() for a in (tm.escalate or ()) if a.run}:
@@ -307,20 +338,43 @@ class _Compiler:
         if self.problems:
             raise DefinitionError(self.problems)
         start_fields = {n: f for n, f in spec.data.items() if f.start is not None}
+        event_roles = {key: frozenset().union(*(r.roles for r in rs)) for key, rs in rows.items()}
+        moves: dict[str, dict[str, EventMoves]] = {}
+        for (source, event), found in rows.items():
+            moves.setdefault(source, {})[event] = EventMoves(tuple(found), event_roles[(source, event)],
+                                                             payloads[(source, event)])
         return CompiledProcess(
             definition=self.definition, version=version, hooks=self.hooks, tz=self.tz, fields=self.fields,
             start_required=frozenset(n for n, f in start_fields.items() if f.start == "required"),
             start_fields=start_fields, rows={k: tuple(v) for k, v in rows.items()}, payloads=payloads,
-            events_by_state=events_by_state, scopes={k: frozenset(v) for k, v in scopes.items()},
-            finals=finals, conditions=self.named, whens=whens, machine=machine,
-            event_roles={key: frozenset().union(*(r.roles for r in rs)) for key, rs in rows.items()},
-            actions=tuple(_handlers(t.actions) for t in spec.transitions),
-            start_actions=_handlers(spec.on_start),
-            timer_actions={tid: _handlers(tm.escalate or []) for tid, tm in spec.timers.items()})
+            events_by_state=events_by_state, scopes=scopes, finals=finals, conditions=self.named, machine=machine,
+            event_roles=event_roles, moves=moves,
+            start_actions=start_actions, timer_actions=timer_actions, calls=calls,
+            constants=(spec.process, version, spec.parameters, self.fields, self.tz), coercers=self.coercers)
+
+    def payload_rule(self, required: frozenset[str], allowed: dict[str, FieldSpec]) -> PayloadRule:
+        return PayloadRule(required, allowed, {n: self.coercers[n] for n in allowed})
+
+    def scopes(self) -> dict[str, frozenset[str]]:
+        """State → the timers whose scope holds it."""
+        scopes: dict[str, set[str]] = {s: set() for s in self.spec.states}
+        for tid, timer in self.spec.timers.items():
+            for s in timer.scope:
+                scopes.setdefault(s, set()).add(tid)
+        return {k: frozenset(v) for k, v in scopes.items()}
 
 
-def _handlers(actions: Any) -> list[tuple[str, Any]]:
-    return [("do_" + a.verb, a) for a in actions]
+def _status(finals: frozenset[str], state: str) -> str:
+    if state not in finals:
+        return "running"
+    return "cancelled" if state == CANCELLED_STATE else "completed"
+
+
+def _scope_change(spec: Any, scopes: Mapping[str, frozenset[str]], source: str | None,
+                  target: str) -> tuple[frozenset[str], tuple[str, ...]]:
+    before = scopes.get(source, frozenset()) if source is not None else frozenset()
+    after = scopes.get(target, frozenset())
+    return frozenset(before - after), tuple(t for t in spec.timers if t in after and t not in before)
 
 
 def compile_process(definition: Definition, hooks: HookRegistry, version: int) -> CompiledProcess:

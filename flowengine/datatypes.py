@@ -8,13 +8,14 @@ with offset in the process's zone, durations as ISO 8601. `typed()` turns them i
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import TypeAdapter, ValidationError
 
+from flowengine.clock import iso_text
 from flowengine.definition.schema import FieldSpec
 
 _DURATION = TypeAdapter(dt.timedelta)
@@ -92,6 +93,8 @@ def coerce(spec: FieldSpec, value: Any, tz: ZoneInfo, path: str) -> Any:
 
 
 def _unicode(value: str, path: str) -> str:
+    if value.isascii():
+        return value
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -159,6 +162,33 @@ def validate_fields(fields: Mapping[str, FieldSpec], values: Mapping[str, Any], 
     return out, errors
 
 
+Coercer = Callable[[Any], Any]
+
+
+def coercer(spec: FieldSpec, tz: ZoneInfo, path: str) -> Coercer:
+    """`coerce` for one field with its common case decided once: the same result, or the same `Invalid`."""
+    def full(value: Any) -> Any:
+        return coerce(spec, value, tz, path)
+    kind = spec.type
+    if kind in ("string", "text"):
+        return lambda value: value if type(value) is str and value.isascii() else full(value)
+    if kind == "enum":
+        allowed = frozenset(spec.values or ())
+        return lambda value: value if type(value) is str and value in allowed else full(value)
+    if kind in ("bool", "int"):
+        exact = bool if kind == "bool" else int
+        return lambda value: value if type(value) is exact else full(value)
+    return full
+
+
+def coerce_all(coercers: Mapping[str, Coercer], values: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Every value coerced by its field; None if one is unknown or invalid (`validate_fields` then says which)."""
+    try:
+        return {name: coercers[name](value) for name, value in values.items()}
+    except (KeyError, _Invalid):
+        return None
+
+
 def is_empty(value: Any) -> bool:
     return value is None or value == "" or value == [] or value == {}
 
@@ -188,6 +218,24 @@ def typed(spec: FieldSpec | None, value: Any, tz: ZoneInfo) -> Any:
     return value
 
 
+def reader(spec: FieldSpec | None, tz: ZoneInfo) -> Callable[[Any], Any]:
+    """`typed` for one field, chosen once: `reader(spec, tz)(value) == typed(spec, value, tz)` for every value."""
+    if spec is None:
+        return lambda value: value
+    if spec.type == "decimal":
+        def decimal(value: Any) -> Any:
+            if value is None:
+                return typed(spec, None, tz)
+            try:
+                return Decimal(value if type(value) is str else str(value))
+            except InvalidOperation:
+                return value
+        return decimal
+    if spec.type in ("date", "datetime", "duration"):
+        return lambda value: typed(spec, value, tz)
+    return lambda value: typed(spec, None, tz) if value is None else value
+
+
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
@@ -198,7 +246,7 @@ def to_json_native(value: Any, tz: ZoneInfo) -> Any:
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, dt.datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=tz)).astimezone(tz).isoformat()
+        return iso_text(value if value.tzinfo else value.replace(tzinfo=tz), tz)
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, dt.timedelta):

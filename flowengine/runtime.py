@@ -9,14 +9,13 @@ data validated, timers of left scopes cancelled and of entered scopes scheduled 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from flowengine.compile import UNCHECKED as _UNCHECKED
-from flowengine.compile import CompiledProcess, CompiledRow
-from flowengine.datatypes import Invalid, coerce, is_empty, to_json_native, typed, validate_fields
-from flowengine.definition.schema import Action, Value
+from flowengine.compile import CompiledProcess, CompiledRow, PayloadRule
+from flowengine.datatypes import Invalid, coerce, coerce_all, is_empty, typed, validate_fields
+from flowengine.effects import FORMS, ChildPlan, Effects, Services, evaluate
 from flowengine.errors import (
     DataValidationError,
     EventNotAllowed,
@@ -25,23 +24,12 @@ from flowengine.errors import (
     HookError,
     RoleNotAllowed,
 )
-from flowengine.hooks import ActionContext, GuardContext, InstanceLookup, Message, Outbox, Refusal
+from flowengine.hooks import Message, Refusal
 from flowengine.results import Actor, GuardCheck
 
-if TYPE_CHECKING:
-    from flowengine.calendar import WorkingCalendar
-
-FORMS = "forms"
-
-
-class Services(Protocol):
-    @property
-    def calendar(self) -> WorkingCalendar | None: ...
-
-    @property
-    def instances(self) -> InstanceLookup | None: ...
-
-    def next_number(self, prefix: str, year: int, *, gap_free: bool) -> int: ...
+__all__ = ["ChildPlan", "Decision", "Services", "Snapshot", "TimerPlan", "decide", "decide_escalation",
+           "decide_start", "plan_timers", "validate_data", "validate_payload", "validate_start"]
+_UNCHECKED: Any = object()
 
 
 @dataclass
@@ -66,13 +54,7 @@ class TimerPlan:
     due_at: dt.datetime
 
 
-@dataclass(frozen=True, slots=True)
-class ChildPlan:
-    process: str
-    data: dict[str, Any]
-
-
-@dataclass
+@dataclass(slots=True)
 class Decision:
     event: str
     source: str | None
@@ -82,36 +64,22 @@ class Decision:
     payload: dict[str, Any]
     row: CompiledRow | None = None
     self_loop: bool = False
-    guards: list[GuardCheck] = field(default_factory=list)
-    messages: list[Message] = field(default_factory=list)
-    handoffs: list[ChildPlan] = field(default_factory=list)
+    guards: Sequence[GuardCheck] = ()
+    messages: Sequence[Message] = ()
+    handoffs: Sequence[ChildPlan] = ()
     call: ChildPlan | None = None
     cancel_timers: frozenset[str] = frozenset()
-    schedule: list[TimerPlan] = field(default_factory=list)
+    schedule: Sequence[TimerPlan] = ()
 
 
-def _guard_context(compiled: CompiledProcess, snap: Snapshot, event: str, data: Any, payload: Mapping[str, Any],
-                   actor: Actor, now: dt.datetime, services: Services) -> GuardContext:
-    return GuardContext(instance_id=snap.id, process=snap.process, version=snap.version, state=snap.state,
-                        event=event, data=data, payload=payload, actor=actor, now=now,
-                        params=compiled.spec.parameters, fields=compiled.fields, tz=compiled.tz,
-                        calendar=services.calendar, instances=services.instances)
-
-
-def _evaluate(name: str, evaluator: Any, ctx: GuardContext) -> bool | Refusal:
-    try:
-        result = evaluator(ctx)
-    except FlowEngineError:
-        raise
-    except Exception as exc:
-        raise HookError(name, "guard", ctx.instance_id, exc) from exc
-    return result if isinstance(result, Refusal) else bool(result)
-
-
-def validate_payload(compiled: CompiledProcess, state: str, event: str, payload: Mapping[str, Any]) -> dict[str, Any]:
-    rule = compiled.payloads[(state, event)]
-    values, errors = validate_fields(rule.allowed, payload, compiled.tz, f"of event '{event}'")
-    errors += [f"'{name}' is required by event '{event}'" for name in rule.required if is_empty(payload.get(name))]
+def validate_payload(compiled: CompiledProcess, rule: PayloadRule, event: str,
+                     payload: Mapping[str, Any]) -> dict[str, Any]:
+    errors: list[str] = []
+    values = coerce_all(rule.coercers, payload)
+    if values is None:
+        values, errors = validate_fields(rule.allowed, payload, compiled.tz, f"of event '{event}'")
+    if rule.required:
+        errors += [f"'{name}' is required by event '{event}'" for name in rule.required if is_empty(payload.get(name))]
     if errors:
         raise DataValidationError(errors, where=f"payload of '{event}'")
     return values
@@ -140,195 +108,24 @@ def validate_data(compiled: CompiledProcess, data: dict[str, Any], where: str) -
 
 
 def _revalidate(compiled: CompiledProcess, before: Mapping[str, Any], data: dict[str, Any],
-                where: str, trusted: Mapping[str, Any]) -> dict[str, Any]:
-    """`data` after actions ran on a copy of `before`; only what they changed needs checking again.
+                trusted: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """`data` (this decision's own dict) after actions ran on a copy of `before`, its changes validated in place.
 
-    The rest was valid when stored, is the payload checked just before, or is `trusted` (still the
-    very object the engine put there).
+    Only what the actions changed needs checking: the rest was valid when stored, is the payload checked
+    just before, or is `trusted` (still the very object the engine put there).
     """
-    changed = {k: v for k, v in data.items()
-               if k != FORMS and (k not in before or before[k] is not v) and trusted.get(k, _UNCHECKED) is not v}
-    if not changed:
-        return data
-    new_data = dict(data)
-    new_data.update(validate_data(compiled, changed, where))
-    return new_data
-
-
-class _Effects:
-    """Runs actions against working data, collecting messages and hand-offs."""
-
-    def __init__(self, compiled: CompiledProcess, snap: Snapshot, event: str, data: dict[str, Any],
-                 payload: Mapping[str, Any], actor: Actor, now: dt.datetime, services: Services,
-                 row_roles: frozenset[str], target: str) -> None:
-        self.compiled, self.snap, self.event, self.data = compiled, snap, event, data
-        self.payload, self.actor, self.now, self.services = payload, actor, now, services
-        self.row_roles, self.target = row_roles, target
-        self.outbox = Outbox(compiled.tz)
-        self.handoffs: list[ChildPlan] = []
-        # Values the engine itself produced in their stored form (coerced constants, `now` of a
-        # datetime field): re-validating them after the actions would only repeat the work.
-        self.trusted: dict[str, Any] = {}
-        self._guard: GuardContext | None = None
-        self._action: ActionContext | None = None
-        self._now_text: str | None = None
-
-    def guard_ctx(self) -> GuardContext:
-        # One per decision: it holds `data` by reference, so conditions after an action see its changes.
-        if self._guard is None:
-            self._guard = _guard_context(self.compiled, self.snap, self.event, self.data, self.payload, self.actor,
-                                         self.now, self.services)
-        return self._guard
-
-    def action_ctx(self) -> ActionContext:
-        # The guard context's fields plus target and outbox: copied, not rebuilt field by field.
-        if self._action is None or self._action.target != self.target:
-            ctx = ActionContext.__new__(ActionContext)
-            ctx.__dict__.update(self.guard_ctx().__dict__)
-            ctx.target, ctx.outbox = self.target, self.outbox
-            self._action = ctx
-        return self._action
-
-    def now_text(self) -> str:
-        if self._now_text is None:
-            self._now_text = self.now.astimezone(self.compiled.tz).isoformat()
-        return self._now_text
-
-    def value(self, value: Value) -> Any:
-        if value.now:
-            return self.now_text()
-        return evaluate_value(self.compiled, value, self.data, self.actor, self.now, self.services,
-                              self.guard_ctx)
-
-    def run(self, actions: list[tuple[str, Action]]) -> None:
-        for handler, action in actions:
-            if action.when is not None and not self.compiled.whens[id(action)](self.guard_ctx()):
-                continue
-            getattr(self, handler)(action)
-
-    def do_create_form(self, action: Action, *, new: bool = False) -> None:
-        form_id = action.create_form or action.create_new_form
-        assert form_id is not None
-        form = self.compiled.spec.forms[form_id]
-        forms: list[dict[str, Any]] = [dict(r) for r in self.data.get(FORMS) or []]
-        fields = to_json_native(dict(self.payload), self.compiled.tz)
-        role = sorted(self.actor.roles & self.row_roles) or sorted(self.actor.roles)
-        latest = next((r for r in reversed(forms) if r["form"] == form_id), None)
-        if latest is not None and not new:
-            latest["revision"] += 1
-            latest["fields"] = {**latest["fields"], **fields}
-            latest["updated_by"] = self.actor.id
-            latest["updated_at"] = self.now_text()
-        else:
-            year = self.now.astimezone(self.compiled.tz).year
-            number = self.services.next_number(form.prefix, year, gap_free=form.gap_free)
-            forms.append({"form": form_id, "number": f"{form.prefix}-{year}-{number:06d}", "revision": 1,
-                          "fields": fields, "created_by": self.actor.id, "role": role[0] if role else None,
-                          "created_at": self.now_text()})
-        self.data[FORMS] = forms
-
-    def do_create_new_form(self, action: Action) -> None:
-        self.do_create_form(action, new=True)
-
-    def do_notify(self, action: Action) -> None:
-        spec = self.compiled.spec
-        for target in action.notify or ():
-            recipients: list[tuple[str, str]]
-            if target in spec.role_groups:
-                recipients = [("role", r) for r in spec.role_groups[target]]
-            elif target == "requester":
-                recipients = [("actor", self.snap.started_by or "")]
-            elif target in spec.data and not (target in spec.roles or target in self.compiled.spec.roles):
-                who = self.data.get(target)
-                recipients = [("actor", str(who))] if not is_empty(who) else []
-            else:
-                recipients = [("role", target)]
-            for kind, who in recipients:
-                self.outbox.add("notify", to=who, to_kind=kind, channel=action.channel or "message",
-                                message=action.message or "", instance=self.snap.id, process=self.snap.process,
-                                event=self.event, state=self.target)
-
-    def do_set(self, action: Action) -> None:
-        fields = self.compiled.fields
-        for name, value in (action.set_ or {}).items():
-            spec = fields.get(name)
-            if value.has_const and spec is not None:
-                stored = self.compiled.const_value(name, value)
-                if stored is not _UNCHECKED:
-                    self.data[name] = self.trusted[name] = stored
-                    continue
-            elif value.now and spec is not None and spec.type == "datetime":
-                self.data[name] = self.trusted[name] = self.now_text()
-                continue
-            self.data[name] = self.value(value)
-
-    def do_increment(self, action: Action) -> None:
-        name = action.increment
-        assert name is not None
-        self.data[name] = (typed(self.compiled.fields.get(name), self.data.get(name), self.compiled.tz) or 0) + 1
-        self.data[name] = to_json_native(self.data[name], self.compiled.tz)
-
-    def do_clear(self, action: Action) -> None:
-        for name in action.clear or ():
-            self.data.pop(name, None)
-
-    def do_run(self, action: Action) -> None:
-        name = action.run
-        assert name is not None
-        fn = self.compiled.hooks.action_fn(name)
-        ctx = self.action_ctx()
-        try:
-            fn(ctx)
-        except FlowEngineError:
-            raise
-        except Exception as exc:
-            raise HookError(name, "action", self.snap.id, exc) from exc
-
-    def do_start(self, action: Action) -> None:
-        assert action.start is not None
-        data = {k: self.value(v) for k, v in action.start.data.items()}
-        self.handoffs.append(ChildPlan(action.start.process, data))
-
-    def do_outbox(self, action: Action) -> None:
-        assert action.outbox is not None
-        payload = {k: self.value(v) for k, v in action.outbox.data.items()}
-        self.outbox.messages.append(Message(action.outbox.topic, {**payload, "instance": self.snap.id,
-                                                                   "process": self.snap.process}))
-
-
-def evaluate_value(compiled: CompiledProcess, value: Value, data: Mapping[str, Any], actor: Actor,
-                   now: dt.datetime, services: Services, guard_ctx: Any) -> Any:
-    """A `Value` as stored JSON (mappings, `set`)."""
-    tz = compiled.tz
-    if value.has_const:
-        return value.const
-    if value.field is not None:
-        raw = data.get(value.field)
-        if value.offset is None or is_empty(raw):
-            return raw
-        from flowengine.durations import parse_duration
-
-        base = typed(compiled.fields.get(value.field), raw, tz)
-        if isinstance(base, dt.date) and not isinstance(base, dt.datetime):
-            base = dt.datetime.combine(base, dt.time(), tz)
-        if services.calendar is None:
-            raise FlowEngineError("a working calendar is needed to add working time")
-        return to_json_native(parse_duration(value.offset).apply(base, services.calendar), tz)
-    if value.param is not None:
-        return compiled.spec.parameters.get(value.param)
-    if value.now:
-        return now.astimezone(tz).isoformat()
-    if value.actor:
-        return actor.id
-    if value.condition is not None:
-        evaluator = compiled.conditions.get(value.condition)
-        if evaluator is None:
-            evaluator = compiled.hooks.predicate(value.condition)
-        return bool(_evaluate(value.condition, evaluator, guard_ctx()))
-    if value.form_number is not None:
-        records = [r for r in data.get(FORMS) or [] if r["form"] == value.form_number]
-        return records[-1]["number"] if records else None
-    return None  # pragma: no cover - Value validates that one key is set
+    changed = {k: v for k, v in data.items() if before.get(k, _UNCHECKED) is not v}
+    for name, value in trusted.items():
+        if changed.get(name, _UNCHECKED) is value:
+            del changed[name]
+    changed.pop(FORMS, None)
+    if changed:
+        values = coerce_all(compiled.coercers, changed)
+        if values is None:
+            values, errors = validate_fields(compiled.fields, changed, compiled.tz, f"of '{compiled.process_id}'")
+            raise DataValidationError(errors, where=f"data after {where}")
+        data.update(values)
+    return data
 
 
 def plan_timers(compiled: CompiledProcess, source: str | None, target: str, self_loop: bool,
@@ -338,12 +135,7 @@ def plan_timers(compiled: CompiledProcess, source: str | None, target: str, self
     if self_loop:
         return frozenset(), []
     cancel, enter = compiled.scope_change(source, target)
-    plans = []
-    for tid in enter:
-        due = due_time(compiled, tid, data, now, now, services)
-        if due is not None:
-            plans.append(TimerPlan(tid, due))
-    return cancel, plans
+    return cancel, _schedule(compiled, enter, data, now, services)
 
 
 def due_time(compiled: CompiledProcess, timer_id: str, data: Mapping[str, Any], entered_at: dt.datetime,
@@ -367,81 +159,97 @@ def due_time(compiled: CompiledProcess, timer_id: str, data: Mapping[str, Any], 
     return due
 
 
+def _schedule(compiled: CompiledProcess, enter: tuple[str, ...], data: Mapping[str, Any], now: dt.datetime,
+              services: Services) -> list[TimerPlan]:
+    plans = []
+    for tid in enter:
+        due = due_time(compiled, tid, data, now, now, services)
+        if due is not None:
+            plans.append(TimerPlan(tid, due))
+    return plans
+
+
+def _effects(compiled: CompiledProcess, snap: Snapshot, event: str, data: dict[str, Any],
+             payload: Mapping[str, Any], actor: Actor, now: dt.datetime, services: Services,
+             row_roles: frozenset[str], target: str) -> Effects:
+    assert compiled.constants is not None
+    return Effects(compiled.constants, snap.id, snap.state, snap.started_by, event, data, payload, actor, now,
+                   services, row_roles, target)
+
+
 def decide(compiled: CompiledProcess, snap: Snapshot, event: str, payload: Mapping[str, Any], actor: Actor,
            now: dt.datetime, services: Services) -> Decision:
-    """Work out one fire without writing anything; raises the refusal errors of §1.1."""
+    """Work out one fire without writing anything; raises the refusal errors of §1.1.
+
+    What depends only on the definition (scope changes, target status, compiled actions, the checks a
+    passing guard records) was worked out per transition row when the process was compiled.
+    """
     state = snap.state
     if snap.status != "running":
         raise EventNotAllowed(snap.id, state, event, (), f"can't fire '{event}' on {snap.id}: it is "
                               f"{snap.status} (in '{state}'); no event is allowed")
-    rows = compiled.rows.get((state, event))
-    if not rows:
+    moves = compiled.moves.get(state, {}).get(event)
+    if moves is None:
         raise EventNotAllowed(snap.id, state, event, compiled.allowed_events(state))
-    roles = compiled.event_roles[(state, event)]
-    if not roles & actor.roles:
+    rows, roles = moves.rows, moves.roles
+    if roles.isdisjoint(actor.roles):
         raise RoleNotAllowed(snap.id, state, event, compiled.allowed_events(state),
                              sorted(actor.roles), sorted(roles))
-    values = validate_payload(compiled, state, event, payload)
+    values = validate_payload(compiled, moves.payload, event, payload) if payload or moves.payload.required else {}
     data = {**snap.data, **values}
-    effects: _Effects | None = None  # built only if a condition, guard or action needs it
-    ctx: GuardContext | None = None
+    effects: Effects | None = None  # built only if a condition, guard or action needs it
     checks: list[GuardCheck] = []
     chosen: CompiledRow | None = None
     for row in rows:
         if row.if_ is None:
             chosen = row
             break
-        effects = effects or _Effects(compiled, snap, event, data, values, actor, now, services, roles, state)
-        ctx = ctx or effects.guard_ctx()
-        result = _evaluate(row.if_text or "if", row.if_, ctx)
-        checks.append(GuardCheck(f"if {row.if_text}", bool(result), None))
+        effects = effects or _effects(compiled, snap, event, data, values, actor, now, services, roles, state)
+        result = evaluate(row.if_text or "if", row.if_, effects)
+        assert row.if_checks is not None
+        checks.append(row.if_checks[0 if result else 1])
         if result:
             chosen = row
             break
     if chosen is None:
         raise GuardRejected(snap.id, state, event, compiled.allowed_events(state),
                             " / ".join(r.if_text or "" for r in rows), "no branch condition holds")
-    if not chosen.roles & actor.roles:
+    if chosen.roles is not roles and chosen.roles.isdisjoint(actor.roles):
         raise RoleNotAllowed(snap.id, state, event, compiled.allowed_events(state), sorted(actor.roles),
                              sorted(chosen.roles))
-    for name, guard in chosen.guards:
-        effects = effects or _Effects(compiled, snap, event, data, values, actor, now, services, roles, state)
-        ctx = ctx or effects.guard_ctx()
-        result = _evaluate(name, guard, ctx)
-        reason = result.reason if isinstance(result, Refusal) else None
-        checks.append(GuardCheck(name, bool(result), reason))
-        if not result:
+    if chosen.guards:
+        effects = effects or _effects(compiled, snap, event, data, values, actor, now, services, roles, state)
+        for name, guard, passed in chosen.guards:
+            try:
+                result = guard(effects)
+            except FlowEngineError:
+                raise
+            except Exception as exc:
+                raise HookError(name, "guard", snap.id, exc) from exc
+            if result:  # a Refusal is false
+                checks.append(passed)
+                continue
+            reason = result.reason if isinstance(result, Refusal) else None
+            checks.append(GuardCheck(name, False, reason))
             raise GuardRejected(snap.id, state, event, compiled.allowed_events(state), name,
                                 reason or f"'{name}' does not hold")
-    actions = compiled.actions[chosen.spec_index]
-    messages: list[Message] = []
-    handoffs: list[ChildPlan] = []
-    if actions:
-        effects = effects or _Effects(compiled, snap, event, data, values, actor, now, services, roles, state)
-        messages, handoffs = effects.outbox.messages, effects.handoffs
-        effects.target = chosen.target
-        effects.row_roles = chosen.roles
-        effects.run(actions)
-        new_data = _revalidate(compiled, {**snap.data, **values}, data, f"data after '{event}'", effects.trusted)
-    else:
-        new_data = data
-    cancel, schedule = plan_timers(compiled, state, chosen.target, chosen.self_loop, new_data, now, services)
-    decision = Decision(event, state, chosen.target, compiled.status_of(chosen.target), new_data, values, chosen,
-                        chosen.self_loop, checks, messages, handoffs,
-                        cancel_timers=cancel, schedule=schedule)
-    if not chosen.self_loop:
-        decision.call = child_plan(compiled, chosen.target, new_data, actor, now, services)
+    target = chosen.target
+    decision = Decision(event, state, target, chosen.status, data, values, chosen, chosen.self_loop, checks,
+                        cancel_timers=chosen.cancel)
+    if chosen.actions:
+        effects = effects or _effects(compiled, snap, event, data, values, actor, now, services, roles, state)
+        before = dict(data)
+        effects.target, effects._row_roles = target, chosen.roles
+        effects.run(chosen.actions)
+        decision.data = _revalidate(compiled, before, data, effects._trusted, f"'{event}'")
+        decision.messages, decision.handoffs = effects.outbox.messages, effects._handoffs
+    if chosen.enter:
+        decision.schedule = _schedule(compiled, chosen.enter, decision.data, now, services)
+    if chosen.calls:
+        effects = effects or _effects(compiled, snap, event, data, values, actor, now, services, roles, state)
+        effects.data = decision.data
+        decision.call = compiled.child_plan(target, effects)
     return decision
-
-
-def child_plan(compiled: CompiledProcess, state: str, data: Mapping[str, Any], actor: Actor, now: dt.datetime,
-               services: Services) -> ChildPlan | None:
-    call = compiled.spec.states[state].call
-    if call is None:
-        return None
-    mapped = {k: evaluate_value(compiled, v, data, actor, now, services, lambda: None)
-              for k, v in call.data.items()}
-    return ChildPlan(call.process, {k: v for k, v in mapped.items() if v is not None})
 
 
 def decide_start(compiled: CompiledProcess, snap: Snapshot, data: Mapping[str, Any], actor: Actor,
@@ -452,27 +260,26 @@ def decide_start(compiled: CompiledProcess, snap: Snapshot, data: Mapping[str, A
         raise RoleNotAllowed(snap.id, "(not started)", "start", (), sorted(actor.roles), sorted(spec.start_roles))
     values = validate_start(compiled, data)
     working = dict(values)
-    effects = _Effects(compiled, snap, "start", working, values, actor, now, services,
+    effects = _effects(compiled, snap, "start", working, values, actor, now, services,
                        frozenset(spec.start_roles), spec.initial)
     effects.run(compiled.start_actions)
-    new_data = validate_data(compiled, working, "data after on_start")
+    new_data = effects.data = validate_data(compiled, working, "data after on_start")
     _, schedule = plan_timers(compiled, None, spec.initial, False, new_data, now, services)
-    decision = Decision("start", None, spec.initial, compiled.status_of(spec.initial), new_data, values,
-                        messages=effects.outbox.messages, handoffs=effects.handoffs, schedule=schedule)
-    decision.call = child_plan(compiled, spec.initial, new_data, actor, now, services)
-    return decision
+    return Decision("start", None, spec.initial, compiled.status_of(spec.initial), new_data, values,
+                    messages=effects.outbox.messages, handoffs=effects._handoffs, schedule=schedule,
+                    call=compiled.child_plan(spec.initial, effects))
 
 
 def decide_escalation(compiled: CompiledProcess, snap: Snapshot, timer_id: str, actor: Actor, now: dt.datetime,
                       services: Services) -> Decision:
     """A timer's escalation: its actions run, the state does not change."""
     data = dict(snap.data)
-    effects = _Effects(compiled, snap, f"!{timer_id}", data, {}, actor, now, services, frozenset({"system"}),
+    effects = _effects(compiled, snap, f"!{timer_id}", data, {}, actor, now, services, frozenset({"system"}),
                        snap.state)
     effects.run(compiled.timer_actions[timer_id])
-    new_data = _revalidate(compiled, snap.data, data, f"data after timer '{timer_id}'", effects.trusted)
+    new_data = _revalidate(compiled, snap.data, data, effects._trusted, f"timer '{timer_id}'")
     return Decision(f"!{timer_id}", snap.state, snap.state, snap.status, new_data, {}, self_loop=True,
-                    messages=effects.outbox.messages, handoffs=effects.handoffs)
+                    messages=effects.outbox.messages, handoffs=effects._handoffs)
 
 
 def coerce_value(compiled: CompiledProcess, name: str, value: Any) -> Any:
