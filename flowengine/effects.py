@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
 from flowengine.clock import iso_text
-from flowengine.datatypes import Invalid, coerce, is_empty, to_json_native, typed
+from flowengine.datatypes import Invalid, coerce, is_empty, reader, to_json_native, typed
 from flowengine.definition.schema import Action, FieldSpec, Value
 from flowengine.errors import FlowEngineError, HookError
 from flowengine.hooks import ActionContext, GuardContext, HookRegistry, InstanceLookup, Message, Outbox, Refusal
@@ -183,23 +183,27 @@ class ActionCompiler:
         form_id = action.create_form or action.create_new_form
         assert form_id is not None
         form, tz, new = self.spec.forms[form_id], self.tz, action.create_new_form is not None
+        prefix, gap_free = form.prefix, form.gap_free
 
         def create_form(e: Effects) -> None:
-            forms: list[dict[str, Any]] = [dict(r) for r in e.data.get(FORMS) or []]
+            forms: list[dict[str, Any]] = list(e.data.get(FORMS) or ())
             fields = to_json_native(dict(e.payload), tz)
-            latest = None if new else next((r for r in reversed(forms) if r["form"] == form_id), None)
-            if latest is not None:
+            at = next((i for i in range(len(forms) - 1, -1, -1) if forms[i]["form"] == form_id), None) \
+                if forms and not new else None
+            if at is not None:
+                latest = forms[at] = dict(forms[at])  # the stored record is not changed in place
                 latest["revision"] += 1
                 latest["fields"] = {**latest["fields"], **fields}
                 latest["updated_by"] = e.actor.id
                 latest["updated_at"] = e.now_text()
             else:
-                role = sorted(e.actor.roles & e._row_roles) or sorted(e.actor.roles)
-                year = e.now.astimezone(tz).year
-                number = e._services.next_number(form.prefix, year, gap_free=form.gap_free)
-                forms.append({"form": form_id, "number": f"{form.prefix}-{year}-{number:06d}", "revision": 1,
-                              "fields": fields, "created_by": e.actor.id, "role": role[0] if role else None,
-                              "created_at": e.now_text()})
+                roles = e.actor.roles & e._row_roles or e.actor.roles
+                stamp = e.now_text()
+                year = int(stamp[:4])  # the year in the process's zone, as the stored stamp shows it
+                number = e._services.next_number(prefix, year, gap_free=gap_free)
+                forms.append({"form": form_id, "number": f"{prefix}-{year}-{number:06d}", "revision": 1,
+                              "fields": fields, "created_by": e.actor.id, "role": min(roles) if roles else None,
+                              "created_at": stamp})
             e.data[FORMS] = forms
         return create_form
 
@@ -269,10 +273,10 @@ class ActionCompiler:
     def _increment(self, action: Action) -> Op:
         name = action.increment
         assert name is not None
-        spec, tz = self.fields.get(name), self.tz
+        read, tz = reader(self.fields.get(name), self.tz), self.tz
 
         def increment(e: Effects) -> None:
-            e.data[name] = to_json_native((typed(spec, e.data.get(name), tz) or 0) + 1, tz)
+            e.data[name] = to_json_native((read(e.data.get(name)) or 0) + 1, tz)
         return increment
 
     def _clear(self, action: Action) -> Op:

@@ -234,8 +234,8 @@ def decide(compiled: CompiledProcess, snap: Snapshot, event: str, payload: Mappi
             raise GuardRejected(snap.id, state, event, compiled.allowed_events(state), name,
                                 reason or f"'{name}' does not hold")
     target = chosen.target
-    decision = Decision(event, state, target, chosen.status, data, values, chosen, chosen.self_loop, checks,
-                        cancel_timers=chosen.cancel)
+    decision = Decision(event, state, target, chosen.status, data, values, chosen, chosen.self_loop, checks, (), (),
+                        None, chosen.cancel)
     if chosen.actions:
         effects = effects or _effects(compiled, snap, event, data, values, actor, now, services, roles, state)
         before = dict(data)
