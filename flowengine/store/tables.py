@@ -31,10 +31,34 @@ def to_utc(value: dt.datetime) -> dt.datetime:
     return value.astimezone(dt.UTC)
 
 
+_TWO_DIGITS = tuple(f"{i:02d}" for i in range(61))
+_DAYS: dict[int, str] = {}
+
+
+def sqlite_text(utc: dt.datetime) -> str:
+    """A UTC datetime as SQLite stores it (naive `YYYY-MM-DD HH:MM:SS.ffffff`, as SQLAlchemy writes it).
+
+    Joined from a day cache and a table: `replace(tzinfo=None).isoformat(sep=..., timespec=...)` parses
+    its keywords on every call, three times the cost, and a fire stores one or two instants.
+    """
+    day = utc.toordinal()
+    date = _DAYS.get(day)
+    if date is None:
+        if len(_DAYS) > 4096:
+            _DAYS.clear()
+        date = _DAYS[day] = utc.date().isoformat()
+    two = _TWO_DIGITS
+    return f"{date} {two[utc.hour]}:{two[utc.minute]}:{two[utc.second]}.{utc.microsecond:06d}"
+
+
 def read_instant(value: Any) -> dt.datetime:
     """A stored time back as an aware UTC datetime (SQLite keeps naive UTC, as text or parsed)."""
     if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
+        try:
+            # Naive UTC text parsed with its zone in one step; fromisoformat gives `dt.UTC` itself.
+            return dt.datetime.fromisoformat(value + "+00:00")
+        except ValueError:
+            value = dt.datetime.fromisoformat(value)  # text that carries its own offset
     moment: dt.datetime = value
     return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 

@@ -20,7 +20,7 @@ from sqlalchemy import Connection
 from sqlalchemy import Engine as SAEngine
 from sqlalchemy.pool import QueuePool
 
-from flowengine.store.tables import to_utc
+from flowengine.store.tables import sqlite_text, to_utc
 
 T = TypeVar("T")
 
@@ -69,7 +69,7 @@ class Tx:
         if value is self._moment:
             return self._stored
         utc = to_utc(value)
-        stored: Any = utc if self.pg else utc.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+        stored: Any = utc if self.pg else sqlite_text(utc)
         self._moment, self._stored = value, stored
         return stored
 

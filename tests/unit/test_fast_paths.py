@@ -27,6 +27,7 @@ from flowengine.effects import Effects
 from flowengine.hooks import ActionContext, GuardContext, Outbox
 from flowengine.results import GuardCheck
 from flowengine.runtime import Snapshot, decide
+from flowengine.store.tables import read_instant, sqlite_text
 from tests.conftest import FIXTURES, fixture_hooks
 
 ZONES = [ZoneInfo(z) for z in ("Asia/Shanghai", "America/New_York", "Europe/London", "Asia/Kolkata",
@@ -138,3 +139,31 @@ def test_decimal_reader_keeps_unparsable_text() -> None:
     read = reader(FieldSpec(type="decimal"), SHANGHAI)
     assert read("12.50") == Decimal("12.50") and read("lots") == "lots"
 
+
+
+# --- instants in the store ------------------------------------------------------------------------
+
+@settings(max_examples=300, deadline=None)
+@given(moment=st.datetimes(min_value=dt.datetime(1, 1, 1), max_value=dt.datetime(9999, 12, 31)))
+def test_sqlite_text_is_what_sqlalchemy_stores_and_reads_back(moment: dt.datetime) -> None:
+    utc = moment.replace(tzinfo=dt.UTC)
+    text = sqlite_text(utc)
+    assert text == moment.isoformat(sep=" ", timespec="microseconds")
+    back = read_instant(text)
+    assert back == utc and back.tzinfo is dt.UTC
+
+
+@pytest.mark.parametrize(("stored", "expected"), [
+    ("2026-03-02 01:00:00", dt.datetime(2026, 3, 2, 1, tzinfo=dt.UTC)),
+    ("2026-03-02T09:00:00+08:00", dt.datetime(2026, 3, 2, 1, tzinfo=dt.UTC)),  # text with its own offset
+    (dt.datetime(2026, 3, 2, 1), dt.datetime(2026, 3, 2, 1, tzinfo=dt.UTC)),  # a driver's naive datetime
+    (dt.datetime(2026, 3, 2, 9, tzinfo=SHANGHAI), dt.datetime(2026, 3, 2, 1, tzinfo=dt.UTC)),
+])
+def test_read_instant_any_stored_form(stored: Any, expected: dt.datetime) -> None:
+    got = read_instant(stored)
+    assert got == expected and got.utcoffset() == dt.timedelta(0)
+
+
+def test_read_instant_refuses_what_is_not_a_time() -> None:
+    with pytest.raises(ValueError):
+        read_instant("not a time")
