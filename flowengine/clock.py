@@ -126,9 +126,20 @@ def parse_instant(text: str, tz: str = DEFAULT_TZ) -> datetime:
     return parsed
 
 
-_TWO_DIGITS = tuple(f"{i:02d}" for i in range(61))
+TWO_DIGITS = tuple(f"{i:02d}" for i in range(61))
 _DATES: dict[int, str] = {}
 _OFFSETS: dict[timedelta | None, str] = {}
+
+
+def date_text(moment: datetime) -> str:
+    """`moment.date().isoformat()`, kept per day: instants are formatted on every step, days change rarely."""
+    day = moment.toordinal()
+    text = _DATES.get(day)
+    if text is None:
+        if len(_DATES) > 4096:
+            _DATES.clear()
+        text = _DATES[day] = moment.date().isoformat()
+    return text
 
 
 def iso_text(moment: datetime, tz: ZoneInfo) -> str:
@@ -138,18 +149,12 @@ def iso_text(moment: datetime, tz: ZoneInfo) -> str:
     date and offset parts are kept (a few hundred entries at most) and the time is joined from a table.
     """
     local = moment.astimezone(tz)
-    day = local.toordinal()
-    date_text = _DATES.get(day)
-    if date_text is None:
-        if len(_DATES) > 4096:
-            _DATES.clear()
-        date_text = _DATES[day] = local.date().isoformat()
     offset = local.utcoffset()
     offset_text = _OFFSETS.get(offset)
     if offset_text is None:
         whole = local.replace(microsecond=0)
         offset_text = _OFFSETS[offset] = whole.isoformat()[len(whole.replace(tzinfo=None).isoformat()):]
     micro = local.microsecond
-    two = _TWO_DIGITS
-    return (f"{date_text}T{two[local.hour]}:{two[local.minute]}:{two[local.second]}"
+    two = TWO_DIGITS
+    return (f"{date_text(local)}T{two[local.hour]}:{two[local.minute]}:{two[local.second]}"
             f"{f'.{micro:06d}' if micro else ''}{offset_text}")

@@ -21,7 +21,6 @@ from flowengine.errors import (
     EventNotAllowed,
     FlowEngineError,
     GuardRejected,
-    HookError,
     RoleNotAllowed,
 )
 from flowengine.hooks import Message, Refusal
@@ -220,13 +219,8 @@ def decide(compiled: CompiledProcess, snap: Snapshot, event: str, payload: Mappi
     if chosen.guards:
         effects = effects or _effects(compiled, snap, event, data, values, actor, now, services, roles, state)
         for name, guard, passed in chosen.guards:
-            try:
-                result = guard(effects)
-            except FlowEngineError:
-                raise
-            except Exception as exc:
-                raise HookError(name, "guard", snap.id, exc) from exc
-            if result:  # a Refusal is false
+            result = evaluate(name, guard, effects)
+            if result:
                 checks.append(passed)
                 continue
             reason = result.reason if isinstance(result, Refusal) else None

@@ -21,6 +21,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
+from flowengine.clock import TWO_DIGITS, date_text
+
 metadata = MetaData()
 
 
@@ -31,24 +33,14 @@ def to_utc(value: dt.datetime) -> dt.datetime:
     return value.astimezone(dt.UTC)
 
 
-_TWO_DIGITS = tuple(f"{i:02d}" for i in range(61))
-_DAYS: dict[int, str] = {}
-
-
 def sqlite_text(utc: dt.datetime) -> str:
     """A UTC datetime as SQLite stores it (naive `YYYY-MM-DD HH:MM:SS.ffffff`, as SQLAlchemy writes it).
 
     Joined from a day cache and a table: `replace(tzinfo=None).isoformat(sep=..., timespec=...)` parses
     its keywords on every call, three times the cost, and a fire stores one or two instants.
     """
-    day = utc.toordinal()
-    date = _DAYS.get(day)
-    if date is None:
-        if len(_DAYS) > 4096:
-            _DAYS.clear()
-        date = _DAYS[day] = utc.date().isoformat()
-    two = _TWO_DIGITS
-    return f"{date} {two[utc.hour]}:{two[utc.minute]}:{two[utc.second]}.{utc.microsecond:06d}"
+    two = TWO_DIGITS
+    return f"{date_text(utc)} {two[utc.hour]}:{two[utc.minute]}:{two[utc.second]}.{utc.microsecond:06d}"
 
 
 def read_instant(value: Any) -> dt.datetime:
