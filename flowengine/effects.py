@@ -74,6 +74,7 @@ class Effects(ActionContext, GuardContext):
     _row_roles: frozenset[str]
     _started_by: str | None
     _trusted: dict[str, Any]
+    _messages: list[Message]
     _handoffs: list[ChildPlan]
     _now_text: str | None
 
@@ -86,9 +87,21 @@ class Effects(ActionContext, GuardContext):
         self.process, self.version, self.params, self.fields, self.tz = base
         self.instance_id, self.state, self.event, self.data, self.payload = instance_id, state, event, data, payload
         self.actor, self.now, self.calendar, self.instances = actor, now, services.calendar, services.instances
-        self.target, self.outbox = target, Outbox(self.tz, [])
+        self.target = target
         self._services, self._row_roles, self._started_by = services, row_roles, started_by
-        self._trusted, self._handoffs, self._now_text = {}, [], None
+        self._trusted, self._messages, self._handoffs, self._now_text = {}, [], [], None
+        self._outbox: Outbox | None = None
+
+    # Built when a hook first asks for it: most steps only append to `_messages`, which it shares.
+    @property
+    def outbox(self) -> Outbox:
+        if self._outbox is None:
+            self._outbox = Outbox(self.tz, self._messages)
+        return self._outbox
+
+    @outbox.setter
+    def outbox(self, value: Outbox) -> None:
+        self._outbox, self._messages = value, value.messages
 
     def now_text(self) -> str:
         """`now` as stored: ISO 8601 in the process's zone, formatted once per decision."""
@@ -233,7 +246,7 @@ class ActionCompiler:
                     fixed = [("actor", str(who))] if not is_empty(who) else []
                 for kind, to in fixed:
                     # Every value is text already: what Outbox.add would store, without its conversion pass.
-                    e.outbox.messages.append(Message("notify", {
+                    e._messages.append(Message("notify", {
                         "to": to, "to_kind": kind, "channel": channel, "message": message,
                         "instance": e.instance_id, "process": process, "event": e.event, "state": e.target}))
         return notify
@@ -309,5 +322,5 @@ class ActionCompiler:
     def _outbox(self, action: Action) -> Op:
         assert action.outbox is not None
         topic, data, process = action.outbox.topic, self.mapping(action.outbox.data), self.spec.process
-        return lambda e: e.outbox.messages.append(Message(topic, {**data(e), "instance": e.instance_id,
+        return lambda e: e._messages.append(Message(topic, {**data(e), "instance": e.instance_id,
                                                            "process": process}))

@@ -236,7 +236,7 @@ def decide(compiled: CompiledProcess, snap: Snapshot, event: str, payload: Mappi
         effects.target, effects._row_roles = target, chosen.roles
         effects.run(chosen.actions)
         decision.data = _revalidate(compiled, before, data, effects._trusted, f"'{event}'")
-        decision.messages, decision.handoffs = effects.outbox.messages, effects._handoffs
+        decision.messages, decision.handoffs = effects._messages, effects._handoffs
     if chosen.enter:
         decision.schedule = _schedule(compiled, chosen.enter, decision.data, now, services)
     if chosen.calls:
@@ -260,7 +260,7 @@ def decide_start(compiled: CompiledProcess, snap: Snapshot, data: Mapping[str, A
     new_data = effects.data = validate_data(compiled, working, "data after on_start")
     _, schedule = plan_timers(compiled, None, spec.initial, False, new_data, now, services)
     return Decision("start", None, spec.initial, compiled.status_of(spec.initial), new_data, values,
-                    messages=effects.outbox.messages, handoffs=effects._handoffs, schedule=schedule,
+                    messages=effects._messages, handoffs=effects._handoffs, schedule=schedule,
                     call=compiled.child_plan(spec.initial, effects))
 
 
@@ -273,7 +273,7 @@ def decide_escalation(compiled: CompiledProcess, snap: Snapshot, timer_id: str, 
     effects.run(compiled.timer_actions[timer_id])
     new_data = _revalidate(compiled, snap.data, data, effects._trusted, f"timer '{timer_id}'")
     return Decision(f"!{timer_id}", snap.state, snap.state, snap.status, new_data, {}, self_loop=True,
-                    messages=effects.outbox.messages, handoffs=effects._handoffs)
+                    messages=effects._messages, handoffs=effects._handoffs)
 
 
 def coerce_value(compiled: CompiledProcess, name: str, value: Any) -> Any:
