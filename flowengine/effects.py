@@ -2,8 +2,8 @@
 
 Every action of a definition becomes one `Op(effects)` when the process is compiled: constants are
 coerced, notify recipients resolved, form specs and hooks looked up and `when` conditions bound then,
-so a fire only runs the closures. `Effects` is the one working object of a decision: the data being
-changed, the hook contexts (built once, on first use), outbox messages and hand-offs.
+so a fire only runs the closures. `Effects` is the one working object of a decision, and the context
+every hook of it receives: the data being changed, outbox messages and hand-offs.
 """
 
 from __future__ import annotations
@@ -82,8 +82,8 @@ class Effects(ActionContext, GuardContext):
                  data: dict[str, Any], payload: Mapping[str, Any], actor: Actor, now: dt.datetime,
                  services: Services, row_roles: frozenset[str], target: str) -> None:
         # Attributes set one by one, always in this order, instead of the dataclasses' keyword __init__:
-        # CPython then shares one key table across instances, a fifth of the cost. tests/unit/test_effects.py
-        # checks every hook-visible field is set, and equal to what the constructor would make.
+        # CPython then shares one key table across instances, a fifth of the cost. tests/unit/test_fast_paths.py
+        # checks every hook-visible field is set, and equal to what the constructors would make.
         self.process, self.version, self.params, self.fields, self.tz = base
         self.instance_id, self.state, self.event, self.data, self.payload = instance_id, state, event, data, payload
         self.actor, self.now, self.calendar, self.instances = actor, now, services.calendar, services.instances
@@ -303,7 +303,13 @@ class ActionCompiler:
     def _run(self, action: Action) -> Op:
         name = action.run
         assert name is not None
-        fn = self.hooks.action_fn(name)
+        try:
+            fn = self.hooks.action_fn(name)
+        except KeyError:
+            # The compiler reports every unregistered action as a problem and refuses the definition;
+            # this op is never run.
+            def fn(ctx: ActionContext) -> None:
+                raise FlowEngineError(f"action '{name}' is not registered")
 
         def run(e: Effects) -> None:
             try:

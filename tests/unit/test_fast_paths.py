@@ -167,3 +167,15 @@ def test_read_instant_any_stored_form(stored: Any, expected: dt.datetime) -> Non
 def test_read_instant_refuses_what_is_not_a_time() -> None:
     with pytest.raises(ValueError):
         read_instant("not a time")
+
+
+def test_compiling_with_an_action_hook_missing_is_a_definition_error() -> None:
+    # A stored version compiled against a registry that no longer has its hook: refused, never a KeyError.
+    from flowengine import DefinitionError, HookRegistry
+
+    with_hooks = fixture_hooks()
+    definition = load_directory(FIXTURES, hooks=with_hooks.names())["ticket"]
+    without_stamp = HookRegistry("partial")
+    without_stamp.guard(with_hooks.predicate("has_engineer"))
+    with pytest.raises(DefinitionError, match="action 'stamp' is not registered"):
+        compile_process(definition, without_stamp, 1)
