@@ -27,6 +27,7 @@ from flowengine.results import GuardCheck
 IMPLICIT = {"reason": FieldSpec(type="text")}
 CANCEL_EVENT = "cancel"
 CANCELLED_STATE = "cancelled"
+_PER_FIRE: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +61,6 @@ class PayloadRule:
     coercers: Mapping[str, Coercer] = field(default_factory=dict, compare=False)
 
 
-
-
 @dataclass(frozen=True, slots=True)
 class EventMoves:
     """What one state does on one event: its rows in definition order, who may fire it, its payload."""
@@ -80,19 +79,16 @@ class CompiledProcess:
     fields: dict[str, FieldSpec]
     start_required: frozenset[str]
     start_fields: dict[str, FieldSpec]
-    rows: dict[tuple[str, str], tuple[CompiledRow, ...]]
-    payloads: dict[tuple[str, str], PayloadRule]
+    moves: dict[str, dict[str, EventMoves]]  # state → event → its rows, roles and payload
     events_by_state: dict[str, tuple[str, ...]]
     scopes: dict[str, frozenset[str]]  # state → timer ids whose scope holds it
     finals: frozenset[str]
-    event_roles: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
+    constants: ProcessConstants
     start_actions: tuple[Op, ...] = ()
     timer_actions: dict[str, tuple[Op, ...]] = field(default_factory=dict)
     calls: dict[str, tuple[str, Callable[[Effects], dict[str, Any]]]] = field(default_factory=dict)
     conditions: dict[str, Evaluator] = field(default_factory=dict)
     machine: Any = None
-    constants: ProcessConstants | None = field(default=None, repr=False)
-    moves: dict[str, dict[str, EventMoves]] = field(default_factory=dict, repr=False)  # state → event →
     coercers: dict[str, Coercer] = field(default_factory=dict, repr=False)  # per field: datatypes.coercer
     _allowed: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
     _scope_changes: dict[tuple[str | None, str], tuple[frozenset[str], tuple[str, ...]]] = field(
@@ -132,13 +128,14 @@ class CompiledProcess:
     def allowed_events(self, state: str, roles: frozenset[str] | None = None) -> tuple[str, ...]:
         """Events a person may fire here (all of them with `roles=None`), never those only `system` fires."""
         events = self.events_by_state.get(state, ())
+        moves = self.moves.get(state, {})
         if roles is None:
             # Every fire returns an Instance with these; they depend only on the state.
             cached = self._allowed.get(state)
             if cached is None:
-                cached = self._allowed[state] = tuple(e for e in events if self.event_roles[(state, e)] - {"system"})
+                cached = self._allowed[state] = tuple(e for e in events if moves[e].roles - {"system"})
             return cached
-        return tuple(e for e in events if self.event_roles[(state, e)] & roles)
+        return tuple(e for e in events if moves[e].roles & roles)
 
 
 class _Compiler:
@@ -199,35 +196,37 @@ class _Compiler:
             return lambda ctx: False
         return hook
 
+    def known(self, value: Value, fspec: FieldSpec | None) -> Any:
+        """The operand's typed value if the definition fixes it (a constant or a parameter), else `_PER_FIRE`."""
+        if value.param is not None:
+            return self.typed_const(self.spec.parameters.get(value.param), fspec)
+        if value.field is not None or value.condition is not None or value.now or value.actor:
+            return _PER_FIRE
+        return self.typed_const(value.const, fspec)
+
     def operand(self, value: Value, fspec: FieldSpec | None) -> Callable[[GuardContext], Any]:
         if value.field is not None:
-            name, offset = value.field, value.offset
+            name, offset, read = value.field, value.offset, reader(self.fields.get(value.field), self.tz)
             if offset:
                 from flowengine.durations import parse_duration
 
                 duration = parse_duration(offset)
 
-                read = reader(self.fields.get(name), self.tz)
-
                 def shifted(ctx: GuardContext) -> Any:
                     base = read(ctx.data.get(name))
                     return None if base is None or ctx.calendar is None else duration.apply(base, ctx.calendar)
                 return shifted
-            read = reader(self.fields.get(name), self.tz)
             return lambda ctx: read(ctx.data.get(name))
-        if value.param is not None:
-            raw = self.spec.parameters.get(value.param)
-            const = self.typed_const(raw, fspec)
+        const = self.known(value, fspec)
+        if const is not _PER_FIRE:
             return lambda ctx: const
         if value.condition is not None:
             evaluator = self.reference(value.condition)
             return lambda ctx: bool(evaluator(ctx))
         if value.now:
             return lambda ctx: ctx.now
-        if value.actor:
-            return lambda ctx: ctx.actor.id
-        const = self.typed_const(value.const, fspec)
-        return lambda ctx: const
+        assert value.actor
+        return lambda ctx: ctx.actor.id
 
     def typed_const(self, raw: Any, fspec: FieldSpec | None) -> Any:
         if fspec is None or raw is None:
@@ -254,25 +253,12 @@ class _Compiler:
         compare: Callable[[Any, Any], bool] = getattr(operator, op or "eq")
         ordered = op in ("lt", "le", "gt", "ge")
         read = reader(fspec, self.tz)
-        if other.has_const or other.param is not None:
-            # The usual case (`amount le 5000`, `big_amount`): the right side folded in now.
-            right = self.typed_const(self.spec.parameters.get(other.param) if other.param else other.const, fspec)
-            if ordered and right is None:
-                return lambda ctx: False
-
-            def test_const(ctx: GuardContext) -> bool:
-                left = read(ctx.data.get(name))
-                if ordered and left is None:
-                    return False
-                try:
-                    return compare(left, right)
-                except TypeError:
-                    return False
-            return test_const
-        operand = self.operand(other, fspec)
+        # The usual right side (`amount le 5000`, `big_amount`) is fixed by the definition: folded in now.
+        const = self.known(other, fspec)
+        operand = self.operand(other, fspec) if const is _PER_FIRE else None
 
         def test(ctx: GuardContext) -> bool:
-            left, right = read(ctx.data.get(name)), operand(ctx)
+            left, right = read(ctx.data.get(name)), const if operand is None else operand(ctx)
             if ordered and (left is None or right is None):
                 return False
             try:
@@ -338,19 +324,17 @@ class _Compiler:
         if self.problems:
             raise DefinitionError(self.problems)
         start_fields = {n: f for n, f in spec.data.items() if f.start is not None}
-        event_roles = {key: frozenset().union(*(r.roles for r in rs)) for key, rs in rows.items()}
         moves: dict[str, dict[str, EventMoves]] = {}
         for (source, event), found in rows.items():
-            moves.setdefault(source, {})[event] = EventMoves(tuple(found), event_roles[(source, event)],
-                                                             payloads[(source, event)])
+            moves.setdefault(source, {})[event] = EventMoves(
+                tuple(found), frozenset().union(*(r.roles for r in found)), payloads[(source, event)])
         return CompiledProcess(
             definition=self.definition, version=version, hooks=self.hooks, tz=self.tz, fields=self.fields,
             start_required=frozenset(n for n, f in start_fields.items() if f.start == "required"),
-            start_fields=start_fields, rows={k: tuple(v) for k, v in rows.items()}, payloads=payloads,
-            events_by_state=events_by_state, scopes=scopes, finals=finals, conditions=self.named, machine=machine,
-            event_roles=event_roles, moves=moves,
-            start_actions=start_actions, timer_actions=timer_actions, calls=calls,
-            constants=(spec.process, version, spec.parameters, self.fields, self.tz), coercers=self.coercers)
+            start_fields=start_fields, moves=moves, events_by_state=events_by_state, scopes=scopes, finals=finals,
+            constants=(spec.process, version, spec.parameters, self.fields, self.tz), conditions=self.named,
+            machine=machine, start_actions=start_actions, timer_actions=timer_actions, calls=calls,
+            coercers=self.coercers)
 
     def payload_rule(self, required: frozenset[str], allowed: dict[str, FieldSpec]) -> PayloadRule:
         return PayloadRule(required, allowed, {n: self.coercers[n] for n in allowed})

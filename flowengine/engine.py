@@ -404,7 +404,7 @@ class Engine:
             for pid, version in repo.running_versions(conn):
                 compiled = self.compiled(pid, version)
                 work = {s: tuple(e for e in compiled.allowed_events(s, roles) if e != CANCEL_EVENT and not all(
-                    r.self_loop for r in compiled.rows[(s, e)])) for s in compiled.spec.states}
+                    r.self_loop for r in compiled.moves[s][e].rows)) for s in compiled.spec.states}
                 states = [s for s, events in work.items() if events]
                 if not states:
                     continue

@@ -171,7 +171,6 @@ def _schedule(compiled: CompiledProcess, enter: tuple[str, ...], data: Mapping[s
 def _effects(compiled: CompiledProcess, snap: Snapshot, event: str, data: dict[str, Any],
              payload: Mapping[str, Any], actor: Actor, now: dt.datetime, services: Services,
              row_roles: frozenset[str], target: str) -> Effects:
-    assert compiled.constants is not None
     return Effects(compiled.constants, snap.id, snap.state, snap.started_by, event, data, payload, actor, now,
                    services, row_roles, target)
 

@@ -286,7 +286,8 @@ def replay_problems(engine: Engine, iid: str) -> list[str]:
         elif h.kind == "cascade":
             ok = h.target == "cancelled"
         else:
-            ok = any(r.target == h.target for r in compiled.rows.get((state or "", h.event), ()))
+            moves = compiled.moves.get(state or "", {}).get(h.event)
+            ok = moves is not None and any(r.target == h.target for r in moves.rows)
         if not ok:
             return [f"{iid}: seq {h.seq} {h.source} --{h.event}--> {h.target} is not in the definition"]
         state = h.target
@@ -357,7 +358,8 @@ class FiringMachine(RuleBasedStateMachine):
                       for n, need in wanted.items() if need != "required" and n in fields}))
         if data.draw(st.integers(0, 9)) == 9:  # now and then a field the event does not take, or junk
             payload[data.draw(st.sampled_from([*fields, "junk", "", "forms"]))] = data.draw(JUNK)
-        may = sorted(compiled.event_roles.get((inst.state, event), frozenset()))
+        moves = compiled.moves.get(inst.state, {}).get(event)
+        may = sorted(moves.roles if moves is not None else ())
         roles = {data.draw(st.sampled_from(may))} if likely and may else data.draw(self.roles)
         actor = Actor(data.draw(st.sampled_from(["u1", "u2"])), roles)
         try:
