@@ -98,9 +98,11 @@ def validate_start(compiled: CompiledProcess, data: Mapping[str, Any]) -> dict[s
 
 def validate_data(compiled: CompiledProcess, data: dict[str, Any], where: str) -> dict[str, Any]:
     forms = data.pop(FORMS, None)
-    values, errors = validate_fields(compiled.fields, data, compiled.tz, f"of '{compiled.process_id}'")
-    if errors:
-        raise DataValidationError(errors, where=where)
+    values = coerce_all(compiled.coercers, data)
+    if values is None:
+        values, errors = validate_fields(compiled.fields, data, compiled.tz, f"of '{compiled.process_id}'")
+        if errors:
+            raise DataValidationError(errors, where=where)
     if forms is not None:
         values[FORMS] = forms
     return values
@@ -117,13 +119,8 @@ def _revalidate(compiled: CompiledProcess, before: Mapping[str, Any], data: dict
     for name, value in trusted.items():
         if changed.get(name, _UNCHECKED) is value:
             del changed[name]
-    changed.pop(FORMS, None)
     if changed:
-        values = coerce_all(compiled.coercers, changed)
-        if values is None:
-            values, errors = validate_fields(compiled.fields, changed, compiled.tz, f"of '{compiled.process_id}'")
-            raise DataValidationError(errors, where=f"data after {where}")
-        data.update(values)
+        data.update(validate_data(compiled, changed, where))
     return data
 
 
@@ -234,7 +231,7 @@ def decide(compiled: CompiledProcess, snap: Snapshot, event: str, payload: Mappi
         before = dict(data)
         effects.target, effects._row_roles = target, chosen.roles
         effects.run(chosen.actions)
-        decision.data = _revalidate(compiled, before, data, effects._trusted, f"'{event}'")
+        decision.data = _revalidate(compiled, before, data, effects._trusted, f"data after '{event}'")
         decision.messages, decision.handoffs = effects._messages, effects._handoffs
     if chosen.enter:
         decision.schedule = _schedule(compiled, chosen.enter, decision.data, now, services)
@@ -270,7 +267,7 @@ def decide_escalation(compiled: CompiledProcess, snap: Snapshot, timer_id: str, 
     effects = _effects(compiled, snap, f"!{timer_id}", data, {}, actor, now, services, frozenset({"system"}),
                        snap.state)
     effects.run(compiled.timer_actions[timer_id])
-    new_data = _revalidate(compiled, snap.data, data, effects._trusted, f"timer '{timer_id}'")
+    new_data = _revalidate(compiled, snap.data, data, effects._trusted, f"data after timer '{timer_id}'")
     return Decision(f"!{timer_id}", snap.state, snap.state, snap.status, new_data, {}, self_loop=True,
                     messages=effects._messages, handoffs=effects._handoffs)
 
